@@ -1,0 +1,46 @@
+# One entry point for people and CI: every target sets up .venv itself.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-fast lint format typecheck bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)  ## create .venv and install the project with its dev tools
+
+run: $(STAMP)  ## run the whole pipeline on a built-in demo (embedded broker unless PERSONAS_BROKER is set)
+	$(BIN)/personas demo
+
+test: $(STAMP)  ## lint, then the whole test suite (slow broker tests included)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the tests that need no broker
+	$(BIN)/python -m pytest -m 'not slow'
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+
+format: $(STAMP)  ## ruff format and autofix
+	$(BIN)/python -m ruff format .
+	$(BIN)/python -m ruff check --fix .
+
+typecheck: $(STAMP)  ## mypy (strict)
+	$(BIN)/python -m mypy
+
+bench: $(STAMP)  ## benchmarks, printed as ratios to a baseline measured in the same run
+	$(BIN)/python -m bench
+
+clean:  ## remove .venv, caches and demo data
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache var
