@@ -1,0 +1,1 @@
+"""Agents and the pure core they call: features, settlement, personas, generator, store."""

@@ -1,0 +1,1 @@
+"""Configuration: `default.toml` and the frozen settings model it loads into."""

@@ -1,0 +1,212 @@
+"""The frozen, validated settings: `default.toml` < `--config FILE` < environment variables.
+
+Environment variables:
+    PERSONAS_DB              database.path
+    PERSONAS_BROKER          broker.url (host:port[,…]); unset and no run file → embedded broker
+    PERSONAS_<SECTION>__<KEY>  any other key, value written as a TOML literal (4, 0.5, true, "x")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agents.personas import RuleThresholds
+from streams.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+ENV_PREFIX = "PERSONAS_"
+ENV_ALIASES = {"PERSONAS_DB": ("database", "path"), "PERSONAS_BROKER": ("broker", "url")}
+
+_SECTION = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatabaseSettings(BaseModel):
+    model_config = _SECTION
+    path: Path
+    busy_timeout_ms: int = Field(ge=0, le=600_000)
+
+
+class BrokerSettings(BaseModel):
+    model_config = _SECTION
+    url: str
+    client_id: str = Field(min_length=1)
+    session_timeout_s: float = Field(gt=0, le=300)
+    heartbeat_interval_s: float = Field(gt=0, le=60)
+    rebalance_timeout_s: float = Field(gt=0, le=300)
+    request_timeout_s: float = Field(gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _hosts_with_ports(cls, url: str) -> str:
+        url = url.strip().removeprefix("kafka://")
+        for host in filter(None, url.split(",")):
+            if not re.fullmatch(r"[\w.\-]+:\d{1,5}", host.strip()):
+                raise ValueError(f"expected host:port[,host:port…], got {host!r}")
+        return url
+
+    @property
+    def bootstrap(self) -> list[str]:
+        """The configured bootstrap servers; empty when none is configured."""
+        return [host.strip() for host in self.url.split(",") if host.strip()]
+
+
+class TopicSettings(BaseModel):
+    model_config = _SECTION
+    prefix: str = Field(pattern=r"^[A-Za-z0-9._\-]*$")
+    trades_partitions: int = Field(ge=1, le=1024)
+    discovered_partitions: int = Field(ge=1, le=1024)
+    features_partitions: int = Field(ge=1, le=1)
+    replication_factor: int = Field(ge=1, le=10)
+
+    @property
+    def trades(self) -> str:
+        return f"{self.prefix}trades"
+
+    @property
+    def discovered(self) -> str:
+        return f"{self.prefix}wallet-discovered"
+
+    @property
+    def features(self) -> str:
+        return f"{self.prefix}wallet-features"
+
+    def partitions(self) -> dict[str, int]:
+        """Every source topic and its partition count (SPEC §2)."""
+        return {
+            self.trades: self.trades_partitions,
+            self.discovered: self.discovered_partitions,
+            self.features: self.features_partitions,
+        }
+
+
+class WorkerSettings(BaseModel):
+    model_config = _SECTION
+    app_id: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    web_host: str
+    web_port: int = Field(ge=0, le=65535)
+    shutdown_timeout_s: float = Field(gt=0, le=600)
+    commit_interval_s: float = Field(gt=0, le=60)
+
+
+class BatchSettings(BaseModel):
+    model_config = _SECTION
+    batch_max: int = Field(ge=1, le=100_000)
+    batch_within_s: float = Field(gt=0, le=60)
+
+
+class FeatureSettings(BatchSettings):
+    window_days: int = Field(ge=1, le=365)
+    min_settled_trades: int = Field(ge=0)
+    concurrency: int = Field(ge=1, le=1000)
+    read_connections: int = Field(ge=1, le=64)
+
+
+class RebuildSettings(BaseModel):
+    model_config = _SECTION
+    enabled: bool
+    at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    parallel_enabled: bool
+    workers: int = Field(ge=0, le=256)
+    shard_wallets: int = Field(ge=1, le=1_000_000)
+
+    @property
+    def worker_count(self) -> int:
+        """Processes to use: `workers`, or the CPU count when 0."""
+        return self.workers or os.cpu_count() or 1
+
+
+class RuleSettings(RuleThresholds):
+    """The SPEC §8 thresholds plus the known-bot list."""
+
+    known_bots: tuple[str, ...] = ()
+
+    @field_validator("known_bots")
+    @classmethod
+    def _lower(cls, bots: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(bot.lower() for bot in bots)
+
+
+class Settings(BaseModel):
+    """Every setting of the system; built once by `load_settings`, then frozen."""
+
+    model_config = _SECTION
+    database: DatabaseSettings
+    broker: BrokerSettings
+    topics: TopicSettings
+    worker: WorkerSettings
+    ingest: BatchSettings
+    features: FeatureSettings
+    classifier: BatchSettings
+    rebuild: RebuildSettings
+    rules: RuleSettings = RuleSettings()
+
+
+def load_settings(config_file: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load defaults, overlay `config_file` and the environment, validate; raise ConfigError."""
+    data = _read_toml(resources.files("config").joinpath("default.toml").read_text(), "default.toml")
+    if config_file is not None:
+        try:
+            text = Path(config_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        _merge(data, _read_toml(text, str(config_file)), str(config_file))
+    _merge(data, _env_overrides(os.environ if env is None else env), "environment")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"])
+        got = "" if first["type"] == "missing" else f" (got {first.get('input')!r})"
+        raise ConfigError(f"config key {key}: {first['msg']}{got}") from None
+
+
+def _read_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML ({exc})") from None
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any], origin: str) -> None:
+    for section, values in overlay.items():
+        if section not in base and section not in Settings.model_fields:
+            raise ConfigError(f"{origin}: unknown config section [{section}]")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in base.setdefault(section, {}) and key not in _optional_keys(section):
+                raise ConfigError(f"{origin}: unknown config key {section}.{key}")
+            base[section][key] = value
+
+
+def _optional_keys(section: str) -> set[str]:
+    model = Settings.model_fields[section].annotation if section in Settings.model_fields else None
+    return set(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else set()
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, raw in env.items():
+        if name in ENV_ALIASES:
+            section, key = ENV_ALIASES[name]
+            overrides.setdefault(section, {})[key] = raw
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name.removeprefix(ENV_PREFIX).lower().partition("__")
+            overrides.setdefault(section, {})[key] = _toml_literal(raw)
+    return overrides
+
+
+def _toml_literal(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw

@@ -1,0 +1,187 @@
+"""Message types of every topic (SPEC §1, §5): frozen pydantic models validated at the edge."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from agents.features import LifetimeStats, WindowFeatures, feature_date
+
+__all__ = [
+    "FeatureSet",
+    "Market",
+    "Source",
+    "Trade",
+    "Wallet",
+    "WalletDiscovered",
+    "build_feature_set",
+    "parse_timestamp",
+    "split_feature_set",
+]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _wallet(value: str) -> str:
+    lowered = value.lower()
+    if len(lowered) != 42 or not lowered.startswith("0x") or not _HEX.issuperset(lowered[2:]):
+        raise ValueError("must be 0x followed by 40 hex characters")
+    return lowered
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def parse_timestamp(value: Any) -> int:
+    """Epoch seconds (int) or ISO-8601 UTC text → epoch seconds; naive text is taken as UTC."""
+    if isinstance(value, bool):
+        raise ValueError("must be epoch seconds or ISO-8601 text")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be epoch seconds or ISO-8601 text") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp())
+    raise ValueError("must be epoch seconds or ISO-8601 text")
+
+
+Wallet = Annotated[str, AfterValidator(_wallet)]
+Finite = Annotated[float, AfterValidator(_finite)]
+Timestamp = Annotated[int, BeforeValidator(parse_timestamp), Field(ge=0)]
+Source = Literal["on_demand", "batch"]
+
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Trade(BaseModel):
+    """One fill on a prediction market (topic `trades`)."""
+
+    model_config = _STRICT
+
+    trade_id: str = Field(min_length=1, max_length=200)
+    proxy_wallet: Wallet
+    condition_id: str = Field(min_length=1, max_length=200)
+    side: Literal["BUY", "SELL"]
+    size: Finite = Field(gt=0)
+    price: Finite = Field(gt=0, lt=1)
+    timestamp: int = Field(ge=0)
+
+
+class Market(BaseModel):
+    """A market and its category (imported from a file)."""
+
+    model_config = _STRICT
+
+    condition_id: str = Field(min_length=1, max_length=200)
+    category: str = Field(default="unknown", min_length=1, max_length=100)
+
+
+class WalletDiscovered(BaseModel):
+    """A newly discovered wallet (topic `wallet-discovered`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    proxy_wallet: Annotated[str, Field(strict=True), AfterValidator(_wallet)]
+    discovered_at: Timestamp
+    source: str = Field(strict=True, max_length=200)
+
+
+class FeatureSet(BaseModel):
+    """One wallet's features for one window and as_of, with lifetime stats (topic `wallet-features`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    proxy_wallet: Wallet
+    window_days: int
+    as_of: int
+    feature_date: str
+    source: Source
+    computed_at: float
+
+    trade_count: int
+    buy_count: int
+    sell_count: int
+    unique_markets: int
+    volume_usdc: float
+    avg_trade_size_usdc: float
+    size_cv: float
+    buy_cost_usdc: float
+    sell_proceeds_usdc: float
+    cashflow_pnl: float
+    round_trips: int
+    win_count: int
+    loss_count: int
+    win_rate: float
+    realized_pnl: float
+    roi: float
+    avg_win_pnl: float
+    max_single_loss: float
+    profitable_markets: int
+    pnl_top1_share: float
+    open_positions: int
+    avg_hold_hours: float
+    max_drawdown_pct: float
+    sharpe: float
+    trades_per_week: float
+    trades_per_day: float
+    concentration_ratio: float
+    buy_sell_balance: float
+    mid_fill_ratio: float
+    extreme_price_ratio: float
+    burstiness_top_1h_ratio: float
+    top_domain: str | None
+    top_domain_ratio: float
+
+    first_trade_at: int | None
+    last_trade_at: int | None
+    total_trades: int
+    wallet_age_days: int
+    days_since_last_trade: int
+    lifetime_roi: float
+
+
+def build_feature_set(
+    proxy_wallet: str,
+    window_days: int,
+    as_of: int,
+    source: Source,
+    window: WindowFeatures,
+    lifetime: LifetimeStats,
+    computed_at: float,
+) -> FeatureSet:
+    """A FeatureSet from the core's results; no re-validation (the core produced the values)."""
+    values: dict[str, Any] = {
+        "proxy_wallet": proxy_wallet,
+        "window_days": window_days,
+        "as_of": as_of,
+        "feature_date": feature_date(as_of),
+        "source": source,
+        "computed_at": computed_at,
+    }
+    for part in (window, lifetime):
+        values.update({name: getattr(part, name) for name in part.__dataclass_fields__})
+    return FeatureSet.model_construct(**values)
+
+
+def split_feature_set(features: FeatureSet) -> tuple[WindowFeatures, LifetimeStats]:
+    """The core's window and lifetime values carried by a FeatureSet."""
+    values = features.__dict__
+    return (
+        WindowFeatures(**{name: values[name] for name in WindowFeatures.__dataclass_fields__}),
+        LifetimeStats(**{name: values[name] for name in LifetimeStats.__dataclass_fields__}),
+    )
