@@ -1,0 +1,153 @@
+"""`personas import`: stream JSONL or CSV files into SQLite, keeping good rows, reporting bad ones."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, trade_row, transaction
+from streams.codec import MAX_MESSAGE_BYTES, loads, validate
+from streams.errors import InvalidMessage
+from streams.records import Market, Trade
+
+__all__ = ["ImportReport", "RowError", "import_markets", "import_trades", "read_records"]
+
+BATCH_ROWS = 20_000
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_CSV_NUMBERS: dict[str, Callable[[str], Any]] = {"size": float, "price": float, "timestamp": int}
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What one import did."""
+
+    file: str
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def as_dict(self, max_errors: int = 100) -> dict[str, Any]:
+        return {
+            "file": self.file, "read": self.read, "inserted": self.inserted,
+            "duplicates": self.duplicates, "rejected": self.rejected,
+            "errors": [str(error) for error in self.errors[:max_errors]],
+        }  # fmt: skip
+
+
+def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(handle)
+    for row in reader:
+        converted: dict[str, Any] = {}
+        for key, value in row.items():
+            if key is None:
+                raise InvalidMessage("<row>", f"line {reader.line_num}: more values than columns")
+            converted[key] = value
+        yield reader.line_num, converted
+
+
+def _coerce_csv(row: dict[str, Any]) -> dict[str, Any]:
+    for name, convert in _CSV_NUMBERS.items():
+        value = row.get(name)
+        if isinstance(value, str):
+            try:
+                row[name] = convert(value.strip())
+            except ValueError:
+                raise InvalidMessage(name, f"not a number (got {value!r})") from None
+    return row
+
+
+def read_records(
+    path: Path, model: type[ModelT], errors: list[RowError]
+) -> Iterator[tuple[int, ModelT | None]]:
+    """(line, record) for every data line; a bad line yields (line, None) and records its error."""
+    is_csv = path.suffix.lower() == ".csv"
+    with path.open(newline="" if is_csv else None, encoding="utf-8", errors="replace") as handle:
+        rows: Iterator[tuple[int, Any]]
+        if is_csv:
+            rows = _csv_rows(handle)
+        else:
+            rows = ((number, text) for number, text in enumerate(handle, 1) if text.strip())
+        while True:
+            try:
+                line, raw = next(rows)
+            except StopIteration:
+                return
+            except InvalidMessage as exc:  # a malformed CSV line: keep going
+                errors.append(RowError(0, exc.field, exc.reason))
+                continue
+            try:
+                if is_csv:
+                    data = _coerce_csv(raw)
+                else:
+                    if len(raw) > MAX_MESSAGE_BYTES:
+                        raise InvalidMessage("<line>", f"longer than {MAX_MESSAGE_BYTES} bytes")
+                    data = loads(raw)
+                    if not isinstance(data, dict):
+                        raise InvalidMessage("<json>", "expected a JSON object")
+                yield line, validate(model, data)
+            except InvalidMessage as exc:
+                errors.append(RowError(line, exc.field, exc.reason))
+                yield line, None
+
+
+def import_trades(
+    conn: sqlite3.Connection, path: Path, on_progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """Insert every valid trade of `path` (batched transactions); duplicates are skipped."""
+    report = ImportReport(str(path))
+    batch: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        with transaction(conn):
+            before = conn.total_changes
+            conn.executemany(INSERT_TRADE_SQL, batch)
+            inserted = conn.total_changes - before
+        report.inserted += inserted
+        report.duplicates += len(batch) - inserted
+        batch.clear()
+        if on_progress is not None:
+            on_progress(report.read)
+
+    for _, trade in read_records(path, Trade, report.errors):
+        report.read += 1
+        if trade is not None:
+            batch.append(trade_row(trade))
+            if len(batch) >= BATCH_ROWS:
+                flush()
+    flush()
+    report.rejected = len(report.errors)
+    return report
+
+
+def import_markets(conn: sqlite3.Connection, path: Path) -> ImportReport:
+    """Upsert every valid market of `path` in one transaction."""
+    report = ImportReport(str(path))
+    rows = []
+    for _, market in read_records(path, Market, report.errors):
+        report.read += 1
+        if market is not None:
+            rows.append((market.condition_id, market.category))
+    with transaction(conn):
+        conn.executemany(INSERT_MARKET_SQL, rows)
+    report.inserted = len(rows)
+    report.rejected = len(report.errors)
+    return report

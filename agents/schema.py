@@ -1,0 +1,101 @@
+"""SQLite schema (SPEC §6) as versioned migrations; feature columns come from the core's dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Union, get_args, get_origin
+
+from agents.features import LifetimeStats, WindowFeatures
+
+__all__ = ["FEATURE_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION"]
+
+
+def _sql_type(annotation: object) -> str:
+    if isinstance(annotation, str):  # postponed annotations: "int", "float", "str | None"
+        base = annotation.split("|")[0].strip()
+        return {"int": "INTEGER", "float": "REAL"}.get(base, "TEXT")
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    return {int: "INTEGER", float: "REAL"}.get(annotation, "TEXT")  # type: ignore[call-overload]
+
+
+def _columns(*classes: type) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (field.name, _sql_type(field.type)) for cls in classes for field in dataclasses.fields(cls)
+    )
+
+
+# Every SPEC §5 feature, then the lifetime stats, in the order of the core's dataclasses.
+FEATURE_COLUMNS: tuple[tuple[str, str], ...] = _columns(WindowFeatures, LifetimeStats)
+
+_FEATURE_DDL = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in FEATURE_COLUMNS)
+
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+CREATE TABLE trades (
+    trade_id     TEXT PRIMARY KEY,
+    proxy_wallet TEXT NOT NULL,
+    condition_id TEXT NOT NULL,
+    side         TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+    size         REAL NOT NULL CHECK (size > 0),
+    price        REAL NOT NULL CHECK (price > 0 AND price < 1),
+    timestamp    INTEGER NOT NULL
+);
+CREATE INDEX trades_wallet_time ON trades (proxy_wallet, timestamp);
+CREATE INDEX trades_time ON trades (timestamp);
+
+CREATE TABLE markets (
+    condition_id TEXT PRIMARY KEY,
+    category     TEXT NOT NULL
+);
+
+CREATE TABLE wallets (
+    proxy_wallet     TEXT PRIMARY KEY,
+    discovered_at    INTEGER NOT NULL,
+    source           TEXT NOT NULL,
+    first_seen_at    REAL NOT NULL,
+    on_demand_status TEXT CHECK (on_demand_status IN ('success', 'insufficient', 'error')),
+    on_demand_at     REAL
+);
+
+CREATE TABLE wallet_features (
+    proxy_wallet TEXT NOT NULL,
+    feature_date TEXT NOT NULL,
+    window_days  INTEGER NOT NULL,
+    as_of        INTEGER NOT NULL,
+    source       TEXT NOT NULL CHECK (source IN ('on_demand', 'batch')),
+    computed_at  REAL NOT NULL,
+    {_FEATURE_DDL},
+    UNIQUE (proxy_wallet, feature_date, window_days)
+);
+
+CREATE TABLE wallet_classifications (
+    proxy_wallet    TEXT NOT NULL,
+    feature_date    TEXT NOT NULL,
+    status          TEXT NOT NULL
+                    CHECK (status IN ('followable', 'excluded', 'unclassified', 'pending')),
+    persona         TEXT,
+    reason          TEXT,
+    stage           TEXT,
+    metric_value    REAL,
+    threshold       REAL,
+    confidence      REAL,
+    features_source TEXT NOT NULL CHECK (features_source IN ('on_demand', 'batch')),
+    rules_version   TEXT NOT NULL,
+    as_of           INTEGER NOT NULL,
+    classified_at   REAL NOT NULL,
+    UNIQUE (proxy_wallet, feature_date)
+);
+
+CREATE TABLE wallet_traits (
+    proxy_wallet TEXT NOT NULL,
+    feature_date TEXT NOT NULL,
+    trait        TEXT NOT NULL,
+    value        TEXT,
+    UNIQUE (proxy_wallet, feature_date, trait)
+);
+""",
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
