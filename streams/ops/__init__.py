@@ -1,0 +1,1 @@
+"""Operator commands: publish, replay, lag, dead letters (SPEC §10)."""

@@ -1,0 +1,85 @@
+"""The Python producer API: validated records in, keyed JSON messages out (SPEC §10)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from config.settings import Settings
+from streams.codec import encode
+from streams.records import Trade, WalletDiscovered
+
+__all__ = ["Publisher", "discovery", "publish_discoveries", "publisher"]
+
+# In-flight sends awaited together: bounds memory while letting the producer batch.
+WINDOW = 5000
+
+
+class Publisher:
+    """A started producer that sends records keyed by wallet, in order per wallet."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
+        self._producer = producer
+        self.topics = settings.topics
+
+    async def send(self, topic: str, record: BaseModel, key: str) -> None:
+        """Send one record and wait until the broker has it."""
+        await self._producer.send_and_wait(topic, encode(record), key=key.encode())
+
+    async def send_many(self, topic: str, records: Iterable[Trade | WalletDiscovered]) -> int:
+        """Send records keyed by their wallet; return once the broker has all of them."""
+        pending: list[asyncio.Future[Any]] = []
+        sent = 0
+        for record in records:
+            pending.append(
+                await self._producer.send(topic, encode(record), key=record.proxy_wallet.encode())
+            )
+            if len(pending) >= WINDOW:
+                await asyncio.gather(*pending)
+                sent += len(pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        return sent + len(pending)
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Send bytes as they are (used to re-drive dead letters)."""
+        await self._producer.send_and_wait(topic, value, key=key)
+
+
+@asynccontextmanager
+async def publisher(bootstrap: str, settings: Settings) -> AsyncIterator[Publisher]:
+    """A Publisher on `bootstrap`; flushed and closed on exit."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.broker.client_id}-publisher",
+        linger_ms=5,
+        acks="all",
+        request_timeout_ms=int(settings.broker.request_timeout_s * 1000),
+    )
+    await producer.start()
+    try:
+        yield Publisher(producer, settings)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def discovery(wallet: str, discovered_at: int | str | None = None, source: str = "api") -> WalletDiscovered:
+    """A validated discovery event; `discovered_at` defaults to now."""
+    return WalletDiscovered.model_validate(
+        {"proxy_wallet": wallet, "discovered_at": discovered_at or int(time.time()), "source": source}
+    )
+
+
+async def publish_discoveries(
+    bootstrap: str, settings: Settings, events: Iterable[WalletDiscovered]
+) -> int:
+    """Publish discovery events to `wallet-discovered`; return how many the broker has."""
+    async with publisher(bootstrap, settings) as pub:
+        return await pub.send_many(settings.topics.discovered, events)

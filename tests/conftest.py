@@ -1,0 +1,74 @@
+"""Shared fixtures: a clean environment, isolated settings, and a real broker per session."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings, load_settings
+from streams.broker import EmbeddedBroker
+
+# Read before any test cleans the environment: set it to run the suite against a real Kafka.
+EXTERNAL_BROKER = os.environ.get("PERSONAS_BROKER", "")
+
+# Group timings the embedded broker handles well (BROKER.md): joins take ≈ half the session.
+TEST_GROUP_ENV = {
+    "PERSONAS_BROKER__SESSION_TIMEOUT_S": "3.0",
+    "PERSONAS_BROKER__HEARTBEAT_INTERVAL_S": "0.5",
+    "PERSONAS_BROKER__REBALANCE_TIMEOUT_S": "3.0",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's PERSONAS_* variables."""
+    for name in list(os.environ):
+        if name.startswith("PERSONAS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The broker under test: PERSONAS_BROKER if set, else an embedded one for the session."""
+    if EXTERNAL_BROKER:
+        yield EXTERNAL_BROKER
+        return
+    broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for one test: its own database, topic prefix and consumer group."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "PERSONAS_DB": str(tmp_path / "personas.db"),
+        "PERSONAS_TOPICS__PREFIX": f'"t{tag}-"',
+        "PERSONAS_WORKER__APP_ID": f'"personas-{tag}"',
+        **TEST_GROUP_ENV,
+    }
+
+
+@pytest.fixture
+def settings(isolated_env: dict[str, str]) -> Settings:
+    return load_settings(env=isolated_env)
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.1
+) -> None:
+    """Poll `predicate` until true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)

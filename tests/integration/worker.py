@@ -1,0 +1,63 @@
+"""A `personas run` worker as a subprocess, for tests that need the real thing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.broker import free_port
+
+__all__ = ["WorkerProcess"]
+
+
+class WorkerProcess:
+    """Start, stop (SIGTERM) or kill (SIGKILL) a worker; its output goes to a log file."""
+
+    def __init__(self, env: dict[str, str], bootstrap: str, log_path: Path, *args: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PERSONAS_")},
+            **env,
+            "PERSONAS_BROKER": bootstrap,
+            "PERSONAS_WORKER__WEB_PORT": str(self.port),
+        }
+        self.args = args or ("--no-rebuild",)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "run", *self.args],
+                env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; return the exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()
