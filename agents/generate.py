@@ -244,39 +244,48 @@ def _sniper(rng: random.Random, end: int, days: int, markets: tuple[str, ...]) -
 
 
 def _too_young(rng: random.Random, end: int, days: int, markets: tuple[str, ...]) -> list[_Raw]:
-    # 33–40 days old: past the sniper's 30 days, short of the 45-day gate.
-    out: list[_Raw] = []
+    # 33–40 days old: past the sniper's 30 days, short of the 45-day gate; 5–7 round trips in
+    # the window so the on-demand path (SPEC §7) classifies it too.
     first = _first_ts(rng, end, rng.randint(33, 40))
-    n = rng.randint(4, 8)
-    for k, (b, s) in enumerate(_slots(rng, first, end - HOUR, n, HOUR, 40 * HOUR)):
+    out: list[_Raw] = []
+    bp = rng.uniform(0.20, 0.70)
+    _rt(
+        out,
+        rng.choice(markets),
+        first,
+        first + 2 * HOUR,
+        _size(rng.uniform(10, 300)),
+        bp,
+        bp + 0.05,
+    )
+    lo, hi = _window(end)
+    for b, s in _slots(rng, lo, hi, rng.randint(5, 7), HOUR, 40 * HOUR):
         bp = rng.uniform(0.20, 0.70)
-        buy_ts = first if k == 0 else b
-        _rt(
-            out,
-            rng.choice(markets),
-            buy_ts,
-            max(s, buy_ts + HOUR),
-            _size(rng.uniform(10, 300)),
-            bp,
-            bp + rng.uniform(-0.10, 0.15),
-        )
+        sp = bp + rng.uniform(-0.10, 0.15)
+        _rt(out, rng.choice(markets), b, s, _size(rng.uniform(10, 300)), bp, sp)
     return out
 
 
 def _too_few_trades(
     rng: random.Random, end: int, days: int, markets: tuple[str, ...]
 ) -> list[_Raw]:
-    # Old enough and active, but 4–6 trades in total.
+    # Old enough and active, 8 trades in all, yet 5 round trips in the window (one BUY sold off in
+    # five pieces) so the on-demand path (SPEC §7) classifies it too.
     out = _history(rng, end, markets, _seasoned_age(rng, days), 1)
     lo, hi = _window(end)
-    for b, s in _slots(rng, lo, hi, rng.randint(1, 2), HOUR, 48 * HOUR):
-        bp = rng.uniform(0.2, 0.6)
-        _rt(out, rng.choice(markets), b, s, _size(rng.uniform(10, 200)), bp, bp + 0.05)
+    piece = _size(rng.uniform(5, 50))
+    market = rng.choice(markets)
+    bp = _price(rng.uniform(0.2, 0.6))
+    buy_ts = rng.randint(lo, lo + DAY)
+    out.append((buy_ts, "BUY", market, _size(6 * piece), bp))  # a sixth stays open
+    for s, _ in _slots(rng, buy_ts + HOUR, hi, 5, 60, HOUR):
+        out.append((s, "SELL", market, piece, _price(bp + 0.05)))
     return out
 
 
 def _inactive(rng: random.Random, end: int, days: int, markets: tuple[str, ...]) -> list[_Raw]:
-    # 12–16 trades, the last one ≥ 48 days before as_of.
+    # 12–16 trades, the last one ≥ 48 days before as_of. Its 30-day window is empty, so only the
+    # daily rebuild classifies it: the on-demand path publishes nothing below 5 round trips.
     out: list[_Raw] = []
     first = _first_ts(rng, end, rng.randint(52, days - 1))
     for k, (b, s) in enumerate(
@@ -300,7 +309,7 @@ def _lifetime_loss(rng: random.Random, end: int, days: int, markets: tuple[str, 
     # Every round trip loses 0.15 a share: lifetime roi ≈ −0.3.
     out = _history(rng, end, markets, _seasoned_age(rng, days), 3, edge=-0.15)
     lo, hi = _window(end)
-    for b, s in _slots(rng, lo, hi, 4, HOUR, 48 * HOUR):
+    for b, s in _slots(rng, lo, hi, 6, HOUR, 48 * HOUR):
         bp = rng.uniform(0.45, 0.70)
         _rt(out, rng.choice(markets), b, s, _size(rng.uniform(20, 200)), bp, bp - 0.15)
     return out
