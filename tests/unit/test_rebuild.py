@@ -1,0 +1,167 @@
+"""The rebuild on small hand-made data: which wallets, which trades, failures, the command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import agents.rebuild as rebuild
+from agents.features import WINDOWS, wallet_features
+from agents.rebuild import ROW_KEYS, RebuildOptions, ShardJob, ShardResult, run_rebuild
+from agents.rebuild_agent import command_rebuild, cron_expression
+from agents.store import _ALL_FEATURE_KEYS, connect, fills_for_wallet, migrate
+from streams.errors import BrokerError
+
+AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
+DAY = 86_400
+ACTIVE = "0x" + "a" * 40  # trades now and 200 days ago
+EDGE = "0x" + "b" * 40  # one trade exactly at as_of − 90 days: inside the 90-day window
+STALE = "0x" + "c" * 40  # last trade one second before the 90-day window
+FUTURE = "0x" + "d" * 40  # trades only after as_of
+
+
+def trade(wallet: str, n: int, ts: int, side: str = "BUY", price: float = 0.4) -> tuple[Any, ...]:
+    return (f"{wallet[2:8]}-{n}", wallet, f"m{n % 3}", side, 10.0, price, ts)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "personas.db"
+    trades = [
+        trade(ACTIVE, 0, AS_OF - 200 * DAY),
+        trade(ACTIVE, 1, AS_OF - 10 * DAY),
+        trade(ACTIVE, 2, AS_OF - 9 * DAY, "SELL", 0.6),
+        trade(ACTIVE, 3, AS_OF),
+        trade(ACTIVE, 4, AS_OF + 1),  # after as_of: ignored everywhere
+        trade(EDGE, 0, AS_OF - 90 * DAY),
+        trade(STALE, 0, AS_OF - 90 * DAY - 1),
+        trade(FUTURE, 0, AS_OF + 60),
+    ]
+    conn = connect(path)
+    migrate(conn)
+    conn.executemany("INSERT INTO trades VALUES (?, ?, ?, ?, ?, ?, ?)", trades)
+    conn.execute("INSERT INTO markets VALUES ('m0', 'Sports')")
+    conn.close()
+    yield path
+
+
+def stored(path: Path) -> dict[tuple[str, int], tuple[Any, ...]]:
+    conn = connect(path)
+    try:
+        rows = conn.execute(f"SELECT {', '.join(ROW_KEYS)} FROM wallet_features").fetchall()
+    finally:
+        conn.close()
+    return {(row[0], row[2]): row for row in rows}
+
+
+def test_row_order_is_the_stores() -> None:
+    assert ROW_KEYS == _ALL_FEATURE_KEYS
+
+
+def test_cron_expression() -> None:
+    assert cron_expression("03:00") == "0 3 * * *"
+    assert cron_expression("23:45") == "45 23 * * *"
+
+
+def test_active_wallets_follow_the_90_day_window(db: Path) -> None:
+    conn = connect(db)
+    try:
+        assert rebuild.active_wallets(conn, AS_OF, 90) == [ACTIVE, EDGE]
+    finally:
+        conn.close()
+
+
+def test_rows_are_the_kernels_with_full_history(db: Path) -> None:
+    result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False, computed_at=5.0))
+    rows = stored(db)
+    assert result.wallets == 2 and result.rows_written == 2 * len(WINDOWS) == len(rows)
+    conn = connect(db)
+    try:
+        for wallet in (ACTIVE, EDGE):
+            windows, lifetime = wallet_features(fills_for_wallet(conn, wallet, AS_OF), AS_OF)
+            for days in WINDOWS:
+                row = dict(zip(ROW_KEYS, rows[wallet, days], strict=True))
+                assert row["source"] == "batch" and row["as_of"] == AS_OF
+                assert row["feature_date"] == "2026-01-01" and row["computed_at"] == 5.0
+                assert row["trade_count"] == windows[days].trade_count
+                assert row["total_trades"] == lifetime.total_trades
+    finally:
+        conn.close()
+    # Lifetime reaches 200 days back; the trade after as_of counts nowhere.
+    assert dict(zip(ROW_KEYS, rows[ACTIVE, 90], strict=True))["total_trades"] == 4
+    assert dict(zip(ROW_KEYS, rows[ACTIVE, 7], strict=True))["trade_count"] == 1
+    assert [row[2] for row in result.publish_rows] == [30, 30]
+
+
+def test_options_reject_a_publish_window_not_computed() -> None:
+    with pytest.raises(ValueError, match="publish window"):
+        RebuildOptions(AS_OF, windows=(7, 90), publish_window=30)
+
+
+def crash_on_first_shard(job: ShardJob) -> ShardResult:
+    """A worker process that dies (as if killed) on shard 0; importable by forkserver workers."""
+    if job.index == 0:
+        os._exit(3)
+    return rebuild._worker_shard(job)
+
+
+def test_a_dead_worker_falls_back_to_serial_for_its_shard(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    serial = run_rebuild(db, RebuildOptions(AS_OF, parallel=False, computed_at=1.0))
+    expected = stored(db)
+    options = RebuildOptions(AS_OF, workers=2, shard_wallets=1, computed_at=1.0)
+    result = run_rebuild(db, options, shard_function=crash_on_first_shard)
+    assert 0 in result.fallback_shards and not result.failed_wallets
+    assert result.wallets == serial.wallets and stored(db) == expected
+    assert ACTIVE in caplog.text  # the wallets involved are logged
+
+
+def test_a_wallet_that_fails_is_skipped_and_reported(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_many(*_: Any, **__: Any) -> Iterator[Any]:
+        raise RuntimeError("vectorised path broken")
+
+    def kernel(fills: Any, as_of: int, windows: Any = WINDOWS) -> Any:
+        if fills and fills[0].trade_id.startswith(EDGE[2:8]):
+            raise ZeroDivisionError("bad wallet")
+        return wallet_features(fills, as_of, windows)
+
+    monkeypatch.setattr(rebuild, "many_wallet_features", broken_many)
+    monkeypatch.setattr(rebuild, "wallet_features", kernel)
+    result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False))
+    assert result.failed_wallets == [EDGE] and result.fallback_shards == [0]
+    assert {wallet for wallet, _ in stored(db)} == {ACTIVE}
+
+
+def args(db: Path, tmp_path: Path, *extra: str) -> argparse.Namespace:
+    config = tmp_path / "test.toml"
+    config.write_text(f'[database]\npath = "{db}"\n')
+    values = {"config": config, "json": True, "as_of": str(AS_OF), "no_publish": False}
+    for flag in extra:
+        values[flag] = True
+    return argparse.Namespace(**values)
+
+
+def test_command_no_publish_prints_a_summary(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert command_rebuild(args(db, tmp_path, "no_publish")) == 0
+    summary = orjson.loads(capsys.readouterr().out)
+    assert summary["wallets"] == 2 and summary["rows_written"] == 6
+    assert summary["published"] == 0 and set(summary["phases_s"]) == {
+        "read_compute", "write", "publish",
+    }  # fmt: skip
+
+
+def test_command_without_a_broker_fails_before_computing(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(BrokerError):
+        command_rebuild(args(db, tmp_path))
+    assert stored(db) == {}
