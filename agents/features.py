@@ -1,0 +1,363 @@
+"""Per-wallet window features and lifetime stats (SPEC §3, §5); pure, stdlib only.
+
+Every function sorts its input by (timestamp, trade_id) first and sums in that canonical order,
+so the result is independent of input order to the last bit. The on-demand path and the daily
+rebuild both go through `wallet_features`, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from agents.settlement import settle
+
+__all__ = [
+    "WINDOWS",
+    "Fill",
+    "LifetimeStats",
+    "WindowFeatures",
+    "feature_date",
+    "lifetime_stats",
+    "many_wallet_features",
+    "wallet_features",
+    "window_features",
+]
+
+WINDOWS: tuple[int, ...] = (7, 30, 90)
+
+DAY = 86_400
+HOUR = 3_600
+# Mid fill: |price − 0.5| ≤ 0.05, written as a closed interval so 0.45 and 0.55 count
+# (0.55 − 0.5 in floats is 0.05000000000000004, which would wrongly exclude it).
+_MID_LOW, _MID_HIGH = 0.45, 0.55
+_EXTREME_LOW, _EXTREME_HIGH = 0.1, 0.9
+_SHARPE_EPS = 1e-12  # SPEC §5: equity or std this close to 0 is treated as 0
+_ANNUALISE = math.sqrt(252)
+
+
+class Fill(NamedTuple):
+    """One trade of one wallet, already validated."""
+
+    trade_id: str
+    condition_id: str
+    side: str
+    size: float
+    price: float
+    timestamp: int
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFeatures:
+    """Every SPEC §5 feature of one window; field names are the SPEC column names, in SPEC order."""
+
+    trade_count: int
+    buy_count: int
+    sell_count: int
+    unique_markets: int
+    volume_usdc: float
+    avg_trade_size_usdc: float
+    size_cv: float
+    buy_cost_usdc: float
+    sell_proceeds_usdc: float
+    cashflow_pnl: float
+    round_trips: int
+    win_count: int
+    loss_count: int
+    win_rate: float
+    realized_pnl: float
+    roi: float
+    avg_win_pnl: float
+    max_single_loss: float
+    profitable_markets: int
+    pnl_top1_share: float
+    open_positions: int
+    avg_hold_hours: float
+    max_drawdown_pct: float
+    sharpe: float
+    trades_per_week: float
+    trades_per_day: float
+    concentration_ratio: float
+    buy_sell_balance: float
+    mid_fill_ratio: float
+    extreme_price_ratio: float
+    burstiness_top_1h_ratio: float
+    top_domain: str | None
+    top_domain_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
+class LifetimeStats:
+    """Stats over every trade up to as_of, carried so the classifier never reads trades."""
+
+    first_trade_at: int | None
+    last_trade_at: int | None
+    total_trades: int
+    wallet_age_days: int
+    days_since_last_trade: int
+    lifetime_roi: float
+
+
+def feature_date(as_of: int) -> str:
+    """UTC date of `as_of` as YYYY-MM-DD."""
+    return datetime.fromtimestamp(as_of, tz=UTC).date().isoformat()
+
+
+def _sort_key(fill: Fill) -> tuple[int, str, Fill]:
+    # The whole fill breaks a (timestamp, trade_id) tie: even duplicate ids sort deterministically.
+    return (fill.timestamp, fill.trade_id, fill)
+
+
+def _sorted_upto(fills: Iterable[Fill], as_of: int) -> list[Fill]:
+    return sorted((f for f in fills if f.timestamp <= as_of), key=_sort_key)
+
+
+def _div(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def _ratio(num: float, den: float) -> float:
+    # Clamped: a part summed in another order than its whole may exceed it by one ulp.
+    return min(1.0, num / den) if den else 0.0
+
+
+def _rates(trade_count: int, window_days: int) -> tuple[float, float]:
+    return _div(trade_count, window_days / 7), _div(trade_count, window_days)
+
+
+def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
+    """Features of trades already sorted and restricted to the window."""
+    n = len(fs)
+    buy_count = 0
+    volume = buy_cost = sell_proceeds = 0.0
+    mid = extreme = 0
+    market_volume: dict[str, float] = {}
+    category_volume: dict[str, float] = {}
+    notionals: list[float] = []
+    for f in fs:
+        v = f.size * f.price
+        notionals.append(v)
+        volume += v
+        if f.side == "BUY":
+            buy_count += 1
+            buy_cost += v
+        else:
+            sell_proceeds += v
+        market_volume[f.condition_id] = market_volume.get(f.condition_id, 0.0) + v
+        category_volume[f.category] = category_volume.get(f.category, 0.0) + v
+        p = f.price
+        if _MID_LOW <= p <= _MID_HIGH:
+            mid += 1
+        if p >= _EXTREME_HIGH or p <= _EXTREME_LOW:
+            extreme += 1
+    sell_count = n - buy_count
+
+    mean = _div(volume, n)
+    if n and mean:
+        var = 0.0
+        for v in notionals:
+            var += (v - mean) * (v - mean)
+        size_cv = math.sqrt(var / n) / mean
+    else:
+        size_cv = 0.0
+
+    # Settlement (§4) and round-trip statistics.
+    settlement = settle((f.condition_id, f.side, f.size, f.price, f.timestamp) for f in fs)
+    trips = settlement.round_trips
+    wins = 0
+    realized = win_pnl = 0.0
+    hold_total = 0
+    max_loss = 0.0
+    market_pnl: dict[str, float] = {}
+    day_pnl: dict[int, float] = {}
+    for t in trips:
+        pnl = t.pnl
+        realized += pnl
+        hold_total += t.hold_seconds
+        if pnl > 0:
+            wins += 1
+            win_pnl += pnl
+        elif -pnl > max_loss:
+            max_loss = -pnl
+        market_pnl[t.condition_id] = market_pnl.get(t.condition_id, 0.0) + pnl
+        day = t.sell_ts // DAY
+        day_pnl[day] = day_pnl.get(day, 0.0) + pnl
+    rt = len(trips)
+
+    positive = 0.0
+    top1 = 0.0
+    profitable = 0
+    for pnl in market_pnl.values():
+        if pnl > 0:
+            profitable += 1
+            positive += pnl
+            top1 = max(top1, pnl)
+
+    max_dd, sharpe = _drawdown_and_sharpe(list(day_pnl.values()))
+
+    top3 = 0.0
+    for v in sorted(market_volume.values(), reverse=True)[:3]:
+        top3 += v
+    top_domain: str | None = None
+    top_domain_volume = 0.0
+    for cat in sorted(category_volume):
+        if top_domain is None or category_volume[cat] > top_domain_volume:
+            top_domain, top_domain_volume = cat, category_volume[cat]
+
+    per_week, per_day = _rates(n, window_days)
+    return WindowFeatures(
+        trade_count=n,
+        buy_count=buy_count,
+        sell_count=sell_count,
+        unique_markets=len(market_volume),
+        volume_usdc=volume,
+        avg_trade_size_usdc=mean,
+        size_cv=size_cv,
+        buy_cost_usdc=buy_cost,
+        sell_proceeds_usdc=sell_proceeds,
+        cashflow_pnl=sell_proceeds - buy_cost,
+        round_trips=rt,
+        win_count=wins,
+        loss_count=rt - wins,
+        win_rate=_ratio(wins, rt),
+        realized_pnl=realized,
+        roi=_div(realized, buy_cost),
+        avg_win_pnl=_div(win_pnl, wins),
+        max_single_loss=max_loss,
+        profitable_markets=profitable,
+        pnl_top1_share=_ratio(top1, positive),
+        open_positions=len(settlement.open_markets),
+        avg_hold_hours=_div(hold_total, rt) / HOUR,
+        max_drawdown_pct=max_dd,
+        sharpe=sharpe,
+        trades_per_week=per_week,
+        trades_per_day=per_day,
+        concentration_ratio=_ratio(top3, volume),
+        buy_sell_balance=_ratio(n - abs(buy_count - sell_count), n),
+        mid_fill_ratio=_ratio(mid, n),
+        extreme_price_ratio=_ratio(extreme, n),
+        burstiness_top_1h_ratio=_ratio(_burst(fs), n),
+        top_domain=top_domain,
+        top_domain_ratio=_ratio(top_domain_volume, volume),
+    )
+
+
+def _burst(fs: Sequence[Fill]) -> int:
+    """Most trades inside any closed span [t, t + 3600]."""
+    best = 0
+    lo = 0
+    for hi, f in enumerate(fs):
+        while f.timestamp - fs[lo].timestamp > HOUR:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def _drawdown_and_sharpe(daily: list[float]) -> tuple[float, float]:
+    """Max drawdown % and annualised Sharpe of the daily pnl series (days with round trips only)."""
+    equity = peak = 0.0
+    max_dd = 0.0
+    returns: list[float] = []
+    for i, pnl in enumerate(daily):
+        if i >= 1:
+            returns.append(pnl / equity if abs(equity) > _SHARPE_EPS else 0.0)
+        equity += pnl
+        peak = max(peak, equity)
+        if peak > 0:
+            max_dd = max(max_dd, 100.0 * (peak - equity) / peak)
+    if len(daily) < 2:
+        return max_dd, 0.0
+    m = len(returns)
+    mean = 0.0
+    for r in returns:
+        mean += r
+    mean /= m
+    var = 0.0
+    for r in returns:
+        var += (r - mean) * (r - mean)
+    std = math.sqrt(var / m)
+    return max_dd, (mean / std * _ANNUALISE if std > _SHARPE_EPS else 0.0)
+
+
+def _window_start(timestamps: list[int], as_of: int, window_days: int) -> int:
+    if window_days < 0:
+        raise ValueError(f"window_days must be >= 0, got {window_days}")
+    return bisect_left(timestamps, as_of - window_days * DAY)
+
+
+def _lifetime(fs: Sequence[Fill], as_of: int, roi: float) -> LifetimeStats:
+    if not fs:
+        return LifetimeStats(None, None, 0, 0, 0, 0.0)
+    first, last = fs[0].timestamp, fs[-1].timestamp
+    return LifetimeStats(
+        first_trade_at=first,
+        last_trade_at=last,
+        total_trades=len(fs),
+        wallet_age_days=(as_of - first) // DAY,
+        days_since_last_trade=(as_of - last) // DAY,
+        lifetime_roi=roi,
+    )
+
+
+def _lifetime_roi(fs: Sequence[Fill]) -> float:
+    # Same summation order as _compute, so a window covering all trades gives the same bits.
+    buy_cost = 0.0
+    for f in fs:
+        if f.side == "BUY":
+            buy_cost += f.size * f.price
+    realized = 0.0
+    for t in settle((f.condition_id, f.side, f.size, f.price, f.timestamp) for f in fs).round_trips:
+        realized += t.pnl
+    return _div(realized, buy_cost)
+
+
+def window_features(fills: Iterable[Fill], as_of: int, window_days: int) -> WindowFeatures:
+    """Features of the window `as_of − window_days·86400 ≤ timestamp ≤ as_of`."""
+    fs = _sorted_upto(fills, as_of)
+    lo = _window_start([f.timestamp for f in fs], as_of, window_days)
+    return _compute(fs[lo:], window_days)
+
+
+def lifetime_stats(fills: Iterable[Fill], as_of: int) -> LifetimeStats:
+    """Lifetime stats over every fill with timestamp ≤ as_of."""
+    fs = _sorted_upto(fills, as_of)
+    return _lifetime(fs, as_of, _lifetime_roi(fs))
+
+
+def wallet_features(
+    fills: Iterable[Fill], as_of: int, windows: Sequence[int] = WINDOWS
+) -> tuple[dict[int, WindowFeatures], LifetimeStats]:
+    """One wallet's windows and lifetime stats from one sort of all its trades (the kernel)."""
+    fs = _sorted_upto(fills, as_of)
+    timestamps = [f.timestamp for f in fs]
+    by_start: dict[int, WindowFeatures] = {}
+    out: dict[int, WindowFeatures] = {}
+    for w in windows:
+        lo = _window_start(timestamps, as_of, w)
+        cached = by_start.get(lo)
+        if cached is None:
+            cached = by_start[lo] = _compute(fs[lo:], w)
+            out[w] = cached
+        else:
+            # Same trades: only the per-time rates depend on the window length.
+            per_week, per_day = _rates(cached.trade_count, w)
+            out[w] = replace(cached, trades_per_week=per_week, trades_per_day=per_day)
+    full = by_start.get(0)
+    roi = full.roi if full is not None else _lifetime_roi(fs)
+    return out, _lifetime(fs, as_of, roi)
+
+
+def many_wallet_features(
+    fills_by_wallet: Iterable[tuple[str, Sequence[Fill]]],
+    as_of: int,
+    windows: Sequence[int] = WINDOWS,
+) -> Iterator[tuple[str, dict[int, WindowFeatures], LifetimeStats]]:
+    """The many-wallet form used by the daily rebuild: the kernel per wallet, so bit-equal to it."""
+    for wallet, fills in fills_by_wallet:
+        per_window, lifetime = wallet_features(fills, as_of, windows)
+        yield wallet, per_window, lifetime

@@ -1,0 +1,465 @@
+"""SPEC §8 classification as a rule table, with an explanation that shares it; stdlib + pydantic.
+
+`classify` is `explain(...).classification`, so the decision and its explanation cannot drift.
+Inputs are three arguments: the wallet, its 30-day `WindowFeatures` and its `LifetimeStats`.
+A composite rule reports its *first* condition's metric value and threshold.
+Stages are the strings "1", "1.5", "gate" (the round_trips pending check) and "2".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.features import LifetimeStats, WindowFeatures
+
+__all__ = [
+    "RULES",
+    "TRAITS",
+    "Classification",
+    "Condition",
+    "ConditionResult",
+    "Explanation",
+    "Rule",
+    "RuleResult",
+    "RuleThresholds",
+    "Trait",
+    "TraitResult",
+    "classify",
+    "explain",
+    "rules_version",
+]
+
+FOLLOWABLE, EXCLUDED, UNCLASSIFIED, PENDING = "followable", "excluded", "unclassified", "pending"
+INSUFFICIENT_DATA, NO_PERSONA_MATCH = "INSUFFICIENT_DATA", "NO_PERSONA_MATCH"
+
+
+class RuleThresholds(BaseModel):
+    """Every SPEC §8 number, with its SPEC default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    min_settled_trades: int = Field(5, ge=0)
+    sniper_max_age_days: int = Field(30, ge=0)
+    sniper_min_win_rate: float = Field(0.85, ge=0, le=1)
+    sniper_max_trades: int = Field(20, ge=0)
+    sniper_min_round_trips: int = Field(0, ge=0)
+    min_wallet_age_days: int = Field(45, ge=0)
+    min_total_trades: int = Field(10, ge=0)
+    max_days_inactive: int = Field(45, ge=0)
+    min_lifetime_roi: float = Field(0.0, ge=-1)
+    min_recent_pnl: float = 0.0
+    topic_lane_min_ratio: float = Field(0.65, ge=0, le=1)
+    bonder_min_extreme_ratio: float = Field(0.60, ge=0, le=1)
+    whale_min_avg_trade_usdc: float = Field(100.0, ge=0)
+    noise_min_trades_per_week: float = Field(50.0, ge=0)
+    noise_max_abs_roi: float = Field(0.02, ge=0)
+    news_sniper_min_burstiness: float = Field(0.70, ge=0, le=1)
+    lp_min_buy_sell_balance: float = Field(0.45, ge=0, le=1)
+    lp_min_mid_fill_ratio: float = Field(0.60, ge=0, le=1)
+    bot_swarm_min_trades_per_day: float = Field(200.0, ge=0)
+    bot_swarm_max_avg_trade_usdc: float = Field(5.0, ge=0)
+    tail_risk_min_win_rate: float = Field(0.80, ge=0, le=1)
+    tail_risk_loss_to_win_multiple: float = Field(5.0, ge=0)
+    jackpot_min_top1_share: float = Field(0.60, ge=0, le=1)
+    jackpot_max_win_rate: float = Field(0.45, ge=0, le=1)
+    specialist_max_open_positions: int = Field(5, ge=0)
+    specialist_min_concentration: float = Field(0.60, ge=0, le=1)
+    specialist_min_win_rate: float = Field(0.60, ge=0, le=1)
+    generalist_min_unique_markets: int = Field(20, ge=0)
+    generalist_min_win_rate: float = Field(0.52, ge=0, le=1)
+    generalist_max_win_rate: float = Field(0.60, ge=0, le=1)
+    generalist_max_drawdown_pct: float = Field(15.0, ge=0)
+    generalist_min_sharpe: float = 1.0
+    accumulator_min_avg_hold_hours: float = Field(48.0, ge=0)
+    accumulator_max_trades_per_week: float = Field(5.0, ge=0)
+    accumulator_min_roi: float = Field(0.05, ge=-1)
+    low_roi_min: float = Field(0.05, ge=-1)
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """`metric op threshold`; `scale` names a metric that multiplies the threshold (TAIL_RISK)."""
+
+    metric: str
+    op: str
+    threshold: str
+    scale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the table: fires when all its conditions hold.
+
+    kind: "exclude" (first firing one decides), "pending", "persona" (first match is the persona)
+    or "persona_gate" (excludes a matched persona).
+    """
+
+    code: str
+    stage: str
+    kind: str
+    conditions: tuple[Condition, ...]
+
+    @property
+    def metric(self) -> str:
+        """The reported metric: the first condition's."""
+        return self.conditions[0].metric
+
+    @property
+    def op(self) -> str:
+        """The first condition's operator."""
+        return self.conditions[0].op
+
+    @property
+    def threshold_field(self) -> str:
+        """The first condition's RuleThresholds field."""
+        return self.conditions[0].threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Trait:
+    """A stage-2 trait: recorded when its condition holds; `value_metric` gives its value."""
+
+    code: str
+    condition: Condition
+    value_metric: str | None = None
+
+
+def _c(metric: str, op: str, threshold: str, scale: str | None = None) -> Condition:
+    return Condition(metric, op, threshold, scale)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("KNOWN_BOT", "1", "exclude", (_c("proxy_wallet", "in", "known_bots"),)),
+    Rule(
+        "SNIPER",
+        "1",
+        "exclude",
+        (
+            _c("wallet_age_days", "<", "sniper_max_age_days"),
+            _c("win_rate", ">", "sniper_min_win_rate"),
+            _c("trade_count", "<", "sniper_max_trades"),
+            _c("round_trips", ">", "sniper_min_round_trips"),
+        ),
+    ),
+    Rule("TOO_YOUNG", "1", "exclude", (_c("wallet_age_days", "<", "min_wallet_age_days"),)),
+    Rule("TOO_FEW_TRADES", "1", "exclude", (_c("total_trades", "<", "min_total_trades"),)),
+    Rule("INACTIVE", "1", "exclude", (_c("days_since_last_trade", ">", "max_days_inactive"),)),
+    Rule("LIFETIME_LOSS", "1", "exclude", (_c("lifetime_roi", "<", "min_lifetime_roi"),)),
+    Rule("RECENT_LOSS", "1.5", "exclude", (_c("realized_pnl", "<", "min_recent_pnl"),)),
+    Rule(INSUFFICIENT_DATA, "gate", "pending", (_c("round_trips", "<", "min_settled_trades"),)),
+    Rule(
+        "NOISE_TRADER",
+        "2",
+        "exclude",
+        (
+            _c("trades_per_week", ">", "noise_min_trades_per_week"),
+            _c("abs_roi", "<", "noise_max_abs_roi"),
+        ),
+    ),
+    Rule(
+        "NEWS_SNIPER",
+        "2",
+        "exclude",
+        (_c("burstiness_top_1h_ratio", ">", "news_sniper_min_burstiness"),),
+    ),
+    Rule(
+        "LIQUIDITY_PROVIDER",
+        "2",
+        "exclude",
+        (
+            _c("buy_sell_balance", ">=", "lp_min_buy_sell_balance"),
+            _c("mid_fill_ratio", ">=", "lp_min_mid_fill_ratio"),
+        ),
+    ),
+    Rule(
+        "BOT_SWARM",
+        "2",
+        "exclude",
+        (
+            _c("trades_per_day", ">=", "bot_swarm_min_trades_per_day"),
+            _c("avg_trade_size_usdc", "<=", "bot_swarm_max_avg_trade_usdc"),
+        ),
+    ),
+    Rule(
+        "TAIL_RISK_SELLER",
+        "2",
+        "exclude",
+        (
+            _c("win_rate", ">", "tail_risk_min_win_rate"),
+            _c("max_single_loss", ">", "tail_risk_loss_to_win_multiple", scale="avg_win_pnl"),
+        ),
+    ),
+    Rule(
+        "JACKPOT_GAMBLER",
+        "2",
+        "exclude",
+        (
+            _c("pnl_top1_share", ">=", "jackpot_min_top1_share"),
+            _c("win_rate", "<=", "jackpot_max_win_rate"),
+        ),
+    ),
+    Rule(
+        "INFORMED_SPECIALIST",
+        "2",
+        "persona",
+        (
+            _c("open_positions", "<=", "specialist_max_open_positions"),
+            _c("concentration_ratio", ">=", "specialist_min_concentration"),
+            _c("win_rate", ">=", "specialist_min_win_rate"),
+        ),
+    ),
+    Rule(
+        "CONSISTENT_GENERALIST",
+        "2",
+        "persona",
+        (
+            _c("unique_markets", ">=", "generalist_min_unique_markets"),
+            _c("win_rate", ">=", "generalist_min_win_rate"),
+            _c("win_rate", "<=", "generalist_max_win_rate"),
+            _c("max_drawdown_pct", "<=", "generalist_max_drawdown_pct"),
+            _c("sharpe", ">=", "generalist_min_sharpe"),
+        ),
+    ),
+    Rule(
+        "PATIENT_ACCUMULATOR",
+        "2",
+        "persona",
+        (
+            _c("avg_hold_hours", ">=", "accumulator_min_avg_hold_hours"),
+            _c("trades_per_week", "<=", "accumulator_max_trades_per_week"),
+            _c("roi", ">=", "accumulator_min_roi"),
+        ),
+    ),
+    Rule("LOW_ROI", "2", "persona_gate", (_c("roi", "<", "low_roi_min"),)),
+)
+
+TRAITS: tuple[Trait, ...] = (
+    Trait("TOPIC_LANE", _c("top_domain_ratio", ">=", "topic_lane_min_ratio"), "top_domain"),
+    Trait("BONDER", _c("extreme_price_ratio", ">=", "bonder_min_extreme_ratio")),
+    Trait("WHALE", _c("avg_trade_size_usdc", ">=", "whale_min_avg_trade_usdc")),
+)
+
+_WINDOW_FIELDS = tuple(f.name for f in fields(WindowFeatures))
+_LIFETIME_FIELDS = tuple(f.name for f in fields(LifetimeStats))
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The decision for one wallet and day."""
+
+    status: str
+    persona: str | None
+    reason: str | None
+    stage: str | None
+    metric_value: float | None
+    threshold: float | None
+    confidence: float | None
+    traits: tuple[tuple[str, str | None], ...]
+    rules_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionResult:
+    """One condition evaluated: value, operator, threshold (None for set membership), outcome."""
+
+    metric: str
+    value: float | None
+    op: str
+    threshold_name: str
+    threshold: float | None
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    """One rule evaluated: its conditions, whether it fired and whether it decided."""
+
+    code: str
+    stage: str
+    kind: str
+    conditions: tuple[ConditionResult, ...]
+    fired: bool
+    decided: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TraitResult:
+    """One trait evaluated; `recorded` only when classification reached stage 2."""
+
+    code: str
+    condition: ConditionResult
+    value: str | None
+    recorded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Every rule and trait in table order, the deciding rule, and the classification."""
+
+    proxy_wallet: str
+    rules: tuple[RuleResult, ...]
+    traits: tuple[TraitResult, ...]
+    decided_by: str | None
+    classification: Classification
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _metrics(window: WindowFeatures, lifetime: LifetimeStats) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(window, name) for name in _WINDOW_FIELDS}
+    for name in _LIFETIME_FIELDS:
+        values[name] = getattr(lifetime, name)
+    values["abs_roi"] = abs(window.roi)
+    return values
+
+
+def _evaluate(
+    cond: Condition,
+    metrics: dict[str, Any],
+    thresholds: RuleThresholds,
+    wallet: str,
+    bots: frozenset[str],
+) -> ConditionResult:
+    if cond.op == "in":
+        return ConditionResult(cond.metric, None, "in", cond.threshold, None, wallet in bots)
+    value = metrics[cond.metric]
+    threshold = getattr(thresholds, cond.threshold)
+    if cond.scale is not None:
+        threshold = threshold * metrics[cond.scale]
+    passed = _OPS[cond.op](value, threshold)
+    return ConditionResult(
+        cond.metric, float(value), cond.op, cond.threshold, float(threshold), passed
+    )
+
+
+@lru_cache(maxsize=64)
+def rules_version(thresholds: RuleThresholds, known_bots: frozenset[str]) -> str:
+    """Stable 12-hex hash of the rule table, the thresholds and the known bots."""
+    doc = {
+        "rules": [
+            [
+                r.code,
+                r.stage,
+                r.kind,
+                [[c.metric, c.op, c.threshold, c.scale] for c in r.conditions],
+            ]
+            for r in RULES
+        ],
+        "traits": [
+            [t.code, t.condition.metric, t.condition.op, t.condition.threshold] for t in TRAITS
+        ],
+        # Only RuleThresholds' own fields: a settings subclass may carry extra keys.
+        "thresholds": {name: getattr(thresholds, name) for name in RuleThresholds.model_fields},
+        "known_bots": sorted(b.lower() for b in known_bots),
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def explain(
+    proxy_wallet: str,
+    window: WindowFeatures,
+    lifetime: LifetimeStats,
+    thresholds: RuleThresholds,
+    known_bots: frozenset[str],
+) -> Explanation:
+    """Evaluate every rule and trait in order and say which rule decided (known_bots: any case)."""
+    metrics = _metrics(window, lifetime)
+    wallet = proxy_wallet.lower()
+    bots = frozenset(b.lower() for b in known_bots)
+    version = rules_version(thresholds, known_bots)
+
+    results: list[RuleResult] = []
+    decided: Rule | None = None
+    decided_result: tuple[ConditionResult, ...] = ()
+    persona: Rule | None = None
+    reached_stage2 = True
+    for rule in RULES:
+        conds = tuple(_evaluate(c, metrics, thresholds, wallet, bots) for c in rule.conditions)
+        fired = all(c.passed for c in conds)
+        decides = False
+        if decided is None and fired:
+            if rule.kind in ("exclude", "pending"):
+                decides = True
+            elif rule.kind == "persona" and persona is None:
+                persona = rule
+            elif rule.kind == "persona_gate" and persona is not None:
+                decides = True
+        if decides:
+            decided, decided_result = rule, conds
+            if rule.stage in ("1", "1.5", "gate"):
+                reached_stage2 = False
+        results.append(RuleResult(rule.code, rule.stage, rule.kind, conds, fired, decides))
+
+    trait_results: list[TraitResult] = []
+    recorded: list[tuple[str, str | None]] = []
+    for trait in TRAITS:
+        cond = _evaluate(trait.condition, metrics, thresholds, wallet, bots)
+        value = metrics[trait.value_metric] if trait.value_metric else None
+        record = reached_stage2 and cond.passed
+        if record:
+            recorded.append((trait.code, value))
+        trait_results.append(TraitResult(trait.code, cond, value, record))
+    traits = tuple(recorded)
+
+    if decided is not None:
+        first = decided_result[0]
+        status = PENDING if decided.kind == "pending" else EXCLUDED
+        classification = Classification(
+            status=status,
+            # LOW_ROI keeps the persona it vetoed, so the record says what was matched.
+            persona=persona.code if decided.kind == "persona_gate" and persona else None,
+            reason=decided.code,
+            stage=decided.stage,
+            metric_value=first.value,
+            threshold=first.threshold,
+            confidence=None,
+            traits=traits,
+            rules_version=version,
+        )
+    elif persona is not None:
+        classification = Classification(
+            FOLLOWABLE, persona.code, None, "2", None, None, window.win_rate, traits, version
+        )
+    else:
+        classification = Classification(
+            UNCLASSIFIED, None, NO_PERSONA_MATCH, "2", None, None, None, traits, version
+        )
+    return Explanation(
+        proxy_wallet=proxy_wallet,
+        rules=tuple(results),
+        traits=tuple(trait_results),
+        decided_by=decided.code if decided is not None else persona.code if persona else None,
+        classification=classification,
+    )
+
+
+def classify(
+    proxy_wallet: str,
+    window: WindowFeatures,
+    lifetime: LifetimeStats,
+    thresholds: RuleThresholds,
+    known_bots: frozenset[str],
+) -> Classification:
+    """The SPEC §8 decision; the same rule table and code path as `explain`."""
+    return explain(proxy_wallet, window, lifetime, thresholds, known_bots).classification
