@@ -1,0 +1,56 @@
+"""`python -m bench [NAME …] [--quick]`: run the registered benchmarks, print tables, save JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import platform
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+import bench
+from bench import BENCHMARKS, Context, format_table, speedups
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def discover() -> None:
+    """Import every module of the package: each registers its benchmarks with `@benchmark`."""
+    for module in pkgutil.iter_modules(bench.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"bench.{module.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    discover()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {sorted(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small samples: a smoke run")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    context = Context(quick=args.quick)
+    report: dict[str, object] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "started_at": int(time.time()),
+        "benchmarks": {},
+    }  # fmt: skip
+    for name in args.names or list(BENCHMARKS):
+        measurements = BENCHMARKS[name](context)
+        print(format_table(f"\n== {name} ==", measurements), flush=True)
+        ratios = speedups(measurements)
+        report["benchmarks"][name] = [m.as_dict(ratios[m.name]) for m in measurements]  # type: ignore[index]
+    RESULTS.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"\nresults written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

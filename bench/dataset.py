@@ -1,0 +1,74 @@
+"""The benchmark database: generated once, deterministically, and cached under `bench/data/`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.generate import DEFAULT_END, GenerateOptions, generate
+from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, connect, migrate, transaction
+
+__all__ = ["BenchData", "bench_database"]
+
+log = logging.getLogger("bench")
+
+BATCH = 50_000
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """A cached database and what it holds."""
+
+    path: Path
+    wallets: int
+    days: int
+    seed: int
+    as_of: int
+    trades: int
+
+
+def bench_database(
+    data_dir: Path, wallets: int = 20_000, days: int = 120, seed: int = 1
+) -> BenchData:
+    """The database for these options: built on first use (written aside, then renamed)."""
+    path = data_dir / f"trades-w{wallets}-d{days}-s{seed}.db"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        for leftover in data_dir.glob(partial.name + "*"):
+            leftover.unlink()
+        started = time.perf_counter()
+        print(f"building {path.name} (once; cached) …", flush=True)
+        _build(partial, GenerateOptions(wallets=wallets, days=days, seed=seed, end=DEFAULT_END))
+        os.replace(partial, path)
+        print(f"built in {time.perf_counter() - started:.0f}s", flush=True)
+    with closing(connect(path)) as conn:
+        trades = conn.execute("SELECT count(*) FROM trades").fetchone()[0]
+    return BenchData(path, wallets, days, seed, DEFAULT_END, trades)
+
+
+def _build(path: Path, options: GenerateOptions) -> None:
+    dataset = generate(options)
+    with closing(connect(path)) as conn:
+        migrate(conn)
+        markets = [(m["condition_id"], m["category"]) for m in dataset.markets]
+        with transaction(conn):
+            conn.executemany(INSERT_MARKET_SQL, markets)
+        batch: list[tuple[object, ...]] = []
+        for t in dataset.trades():
+            batch.append(
+                (t["trade_id"], t["proxy_wallet"], t["condition_id"], t["side"], t["size"],
+                 t["price"], t["timestamp"])
+            )  # fmt: skip
+            if len(batch) >= BATCH:
+                with transaction(conn):
+                    conn.executemany(INSERT_TRADE_SQL, batch)
+                batch.clear()
+        with transaction(conn):
+            conn.executemany(INSERT_TRADE_SQL, batch)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("ANALYZE")
