@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,9 +13,12 @@ from pydantic import BaseModel
 
 from config.settings import Settings
 from streams.codec import encode
-from streams.records import Trade, WalletDiscovered
+from streams.records import FeatureSet, Trade, WalletDiscovered
 
 __all__ = ["Publisher", "discovery", "publish_discoveries", "publisher"]
+
+# Records keyed by their wallet, so one wallet's events stay in order on one partition.
+Keyed = Trade | WalletDiscovered | FeatureSet
 
 # In-flight sends awaited together: bounds memory while letting the producer batch.
 WINDOW = 5000
@@ -32,20 +35,42 @@ class Publisher:
         """Send one record and wait until the broker has it."""
         await self._producer.send_and_wait(topic, encode(record), key=key.encode())
 
-    async def send_many(self, topic: str, records: Iterable[Trade | WalletDiscovered]) -> int:
-        """Send records keyed by their wallet; return once the broker has all of them."""
+    async def send_many(
+        self,
+        topic: str,
+        records: Iterable[Trade | WalletDiscovered],
+        *,
+        rate: float | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send records keyed by their wallet; return once the broker has all of them.
+
+        `rate` caps the messages per second; `on_progress(sent)` is called as sends complete.
+        """
         pending: list[asyncio.Future[Any]] = []
         sent = 0
-        for record in records:
+        window = WINDOW if rate is None else max(1, min(WINDOW, int(rate)))
+        started = time.monotonic()
+        for queued, record in enumerate(records):
+            if rate is not None and rate > 0:
+                # Pace by the schedule, not by sleeps per message: no drift, bursts stay bounded.
+                ahead = started + queued / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
             pending.append(
                 await self._producer.send(topic, encode(record), key=record.proxy_wallet.encode())
             )
-            if len(pending) >= WINDOW:
+            if len(pending) >= window:
                 await asyncio.gather(*pending)
                 sent += len(pending)
                 pending.clear()
+                if on_progress is not None:
+                    on_progress(sent)
         await asyncio.gather(*pending)
-        return sent + len(pending)
+        sent += len(pending)
+        if on_progress is not None:
+            on_progress(sent)
+        return sent
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Send bytes as they are (used to re-drive dead letters)."""
@@ -70,10 +95,16 @@ async def publisher(bootstrap: str, settings: Settings) -> AsyncIterator[Publish
         await producer.stop()
 
 
-def discovery(wallet: str, discovered_at: int | str | None = None, source: str = "api") -> WalletDiscovered:
+def discovery(
+    wallet: str, discovered_at: int | str | None = None, source: str = "api"
+) -> WalletDiscovered:
     """A validated discovery event; `discovered_at` defaults to now."""
     return WalletDiscovered.model_validate(
-        {"proxy_wallet": wallet, "discovered_at": discovered_at or int(time.time()), "source": source}
+        {
+            "proxy_wallet": wallet,
+            "discovered_at": discovered_at or int(time.time()),
+            "source": source,
+        }
     )
 
 

@@ -1,0 +1,290 @@
+"""Broker offsets read and written the way that is right on the embedded broker and on Kafka.
+
+The embedded broker (`../shared/BROKER.md`) gets several admin paths wrong, so every operator
+command goes through these helpers instead:
+
+- log end: `end_offsets` is wrong when producers batch → fetch the last batch and take the
+  partition's high watermark from the fetch response (`consumer.highwater`);
+- offsets by time: `offsets_for_times` always answers 0 → binary search on record timestamps;
+- committed offsets: `list_consumer_group_offsets` fails → a group consumer's OffsetFetch;
+- moving a group's offsets: `assign()` + commit is rejected → join with `subscribe`, then commit;
+- live members: after the last member leaves, the embedded broker keeps listing it as a member
+  (measured: still "Stable" 30 s later) → membership is only trusted after joining ourselves,
+  which makes the broker evict members that do not rejoin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.structs import ConsumerRecord
+
+from config.settings import Settings
+from streams.errors import BrokerError, InvalidMessage
+
+__all__ = [
+    "GroupInfo",
+    "LogRange",
+    "Membership",
+    "admin_client",
+    "committed_offsets",
+    "describe_group",
+    "joined_member",
+    "list_groups",
+    "log_ranges",
+    "offset_for_time",
+    "quiet_clients",
+    "reader",
+    "record_at",
+    "topic_partitions",
+]
+
+# A fetch answers at once when data is there; when it is not, waiting longer only slows us down.
+FETCH_WAIT_MS = 100
+PROBE_TIMEOUT_S = 10.0
+
+
+def quiet_clients(verbose: bool = False) -> None:
+    """Keep aiokafka's per-join INFO lines out of an operator command's output."""
+    if not verbose:
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class LogRange:
+    """A partition's first offset and log end (the offset the next message will get)."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What the broker says about a group: state, member ids and the topics they were assigned."""
+
+    group: str
+    state: str
+    members: tuple[str, ...] = ()
+    topics: frozenset[str] = field(default_factory=frozenset)
+
+
+def _consumer(
+    bootstrap: str, settings: Settings, group: str | None, **extra: Any
+) -> AIOKafkaConsumer:
+    broker = settings.broker
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=f"{broker.client_id}-ops",
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+        request_timeout_ms=int(broker.request_timeout_s * 1000),
+        session_timeout_ms=int(broker.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
+        rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def reader(
+    bootstrap: str, settings: Settings, group: str | None = None
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer that never joins or commits: for `assign`, `seek` and `committed`."""
+    consumer = _consumer(bootstrap, settings, group)
+    try:
+        await consumer.start()
+    except Exception as exc:
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def admin_client(bootstrap: str, settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=f"{settings.broker.client_id}-ops-admin"
+    )
+    try:
+        await admin.start()
+    except Exception as exc:
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`; InvalidMessage (exit 2) when the topic does not exist."""
+    if topic not in await consumer.topics():
+        raise InvalidMessage("--topic", f"no topic {topic!r} on the broker")
+    partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def log_ranges(
+    consumer: AIOKafkaConsumer,
+    partitions: Sequence[TopicPartition],
+    wait_s: float = PROBE_TIMEOUT_S,
+) -> dict[TopicPartition, LogRange]:
+    """First offset and true log end of each partition (assigns them to `consumer`)."""
+    if not partitions:
+        return {}
+    consumer.assign(list(partitions))
+    starts = await consumer.beginning_offsets(list(partitions))
+    # Possibly too small on the embedded broker, but always inside the last batch: fetching from
+    # just before it returns that batch, and the response carries the real high watermark.
+    naive_ends = await consumer.end_offsets(list(partitions))
+    for tp in partitions:
+        consumer.seek(tp, max(starts[tp], naive_ends[tp] - 1))
+    deadline = time.monotonic() + wait_s
+    while any(consumer.highwater(tp) is None for tp in partitions):
+        if time.monotonic() > deadline:
+            raise BrokerError("the broker did not answer a fetch in time (log end unknown)")
+        await consumer.getmany(*partitions, timeout_ms=FETCH_WAIT_MS)
+    ranges = {}
+    for tp in partitions:
+        end = max(int(consumer.highwater(tp) or 0), naive_ends[tp], starts[tp])
+        ranges[tp] = LogRange(starts[tp], end)
+    return ranges
+
+
+async def record_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, wait_s: float = PROBE_TIMEOUT_S
+) -> ConsumerRecord[bytes, bytes] | None:
+    """The first record at or after `offset` (the partition must be assigned); None at the end."""
+    consumer.seek(tp, offset)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(tp, timeout_ms=FETCH_WAIT_MS, max_records=1)
+        records = batch.get(tp)
+        if records:
+            return records[0]
+        highwater = consumer.highwater(tp)
+        if highwater is not None and offset >= highwater:
+            return None
+    return None
+
+
+async def offset_for_time(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, timestamp_ms: int, span: LogRange
+) -> int:
+    """The first offset whose record timestamp is ≥ `timestamp_ms`, or the log end if none is.
+
+    Binary search on record timestamps (`offsets_for_times` is broken on the embedded broker):
+    exact when timestamps grow with offsets (CreateTime of one producer), like Kafka's own index.
+    """
+    low, high = span.start, span.end
+    while low < high:
+        middle = (low + high) // 2
+        record = await record_at(consumer, tp, middle)
+        if record is None or record.timestamp >= timestamp_ms:
+            high = middle
+        else:
+            low = record.offset + 1
+    return low
+
+
+async def committed_offsets(
+    bootstrap: str, settings: Settings, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int | None]:
+    """The group's committed offset of each partition (None: never committed)."""
+    wanted = list(partitions)
+    async with reader(bootstrap, settings, group) as consumer:
+        return {tp: await consumer.committed(tp) for tp in wanted}
+
+
+async def list_groups(admin: AIOKafkaAdminClient) -> list[str]:
+    """Every consumer group the broker knows."""
+    return sorted(str(row[0]) for row in await admin.list_consumer_groups())
+
+
+async def describe_group(admin: AIOKafkaAdminClient, group: str) -> GroupInfo:
+    """State, members and assigned topics of `group` (members may be stale: see the module doc)."""
+    responses = await admin.describe_consumer_groups([group])
+    for response in responses:
+        for row in response.groups:
+            error_code, group_id, state, _protocol_type, _protocol, members = row[:6]
+            if group_id != group or error_code:
+                continue
+            topics: set[str] = set()
+            for member in members:
+                raw = member[4]
+                if raw:
+                    try:
+                        assignment = ConsumerProtocolMemberAssignment.decode(raw)
+                        topics.update(topic for topic, _ in assignment.assignment)
+                    except Exception:  # an assignment we cannot decode names no topic
+                        continue
+            ids = tuple(str(member[0]) for member in members)
+            return GroupInfo(group, str(state), ids, frozenset(topics))
+    return GroupInfo(group, "Unknown")
+
+
+class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Sets `event` once the group has given this member its partitions."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.event.clear()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.event.set()
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Our member of a group, and the other members that rejoined with it (they are live)."""
+
+    consumer: AIOKafkaConsumer
+    group: GroupInfo
+    others: tuple[str, ...]
+
+
+@asynccontextmanager
+async def joined_member(
+    bootstrap: str, settings: Settings, group: str, topics: Sequence[str]
+) -> AsyncIterator[Membership]:
+    """Join `group` subscribed to `topics`, as the only member if nobody else is live.
+
+    Commits are accepted only from a member, so this is how an idle group's offsets are moved.
+    Leaving (on exit) lets the group's real consumers take their partitions back.
+    """
+    consumer = _consumer(bootstrap, settings, group)
+    try:
+        await consumer.start()
+    except Exception as exc:
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    try:
+        assigned = _Assigned()
+        consumer.subscribe(list(topics), listener=assigned)
+        broker = settings.broker
+        # Joining happens in the consumer's background task; with other live members we may get
+        # no partition at all, so the wait ends at a deadline rather than failing.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(broker.session_timeout_s + broker.rebalance_timeout_s + 10):
+                await assigned.event.wait()
+        async with admin_client(bootstrap, settings) as admin:
+            info = await describe_group(admin, group)
+        # aiokafka exposes our member id only on its coordinator.
+        own = getattr(getattr(consumer, "_coordinator", None), "member_id", None)
+        yield Membership(consumer, info, tuple(m for m in info.members if m != own))
+    finally:
+        await consumer.stop()
