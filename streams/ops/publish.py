@@ -39,14 +39,23 @@ __all__ = ["DiscoveryLine", "PublishReport", "command_publish", "publish_file", 
 SHOWN_ERRORS = 20
 
 
+def _optional_time(value: Any) -> int | None:
+    """Blank → None (stamped at publish time); otherwise epoch seconds ≥ 0 or ISO-8601 UTC."""
+    if value is None or value == "":
+        return None
+    seconds = parse_timestamp(value)
+    if seconds < 0:
+        raise ValueError("must not be before 1970")
+    return seconds
+
+
 class DiscoveryLine(BaseModel):
     """A line of a discoveries file: only the wallet is required."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     proxy_wallet: Wallet
-    discovered_at: Annotated[int | None, BeforeValidator(
-        lambda v: None if v in (None, "") else parse_timestamp(v)), Field(ge=0)] = None  # fmt: skip
+    discovered_at: Annotated[int | None, BeforeValidator(_optional_time)] = None
     source: str | None = Field(default=None, max_length=200)
 
     def event(self, now: int, source: str) -> WalletDiscovered:
