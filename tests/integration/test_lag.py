@@ -11,6 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from config.settings import Settings
 from streams.cli import main
+from streams.health import Health
+from streams.lag_monitor import monitor_lag
+from streams.metrics import Metrics
 from streams.ops.lag import PartitionLag, partition_status
 from streams.topics import ensure_topics
 
@@ -97,6 +100,23 @@ def test_lag_while_stopped_and_after_catching_up(
     for part in parts:  # type: ignore[attr-defined]
         assert AGE_S - 5 <= part["lag_seconds"] <= AGE_S + 60
     assert behind["status"] in ("WARN", "STOP")  # STOP where the broker reports no member
+
+    # The worker's monitor: two samples with no progress make the group unhealthy.
+    metrics, health = Metrics(), Health()
+
+    async def monitor() -> None:
+        task = asyncio.create_task(monitor_lag(bootstrap, settings, metrics, health, 0.2))
+        try:
+            async with asyncio.timeout(20):
+                while health.healthy:  # noqa: ASYNC110 - Health has no event to await
+                    await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+
+    asyncio.run(monitor())
+    assert list(health.report()["problems"]) == [f"lag:{group}"]
+    gauge = metrics.consumer_lag_messages.labels(group, topic, "0")._value.get()
+    assert gauge == 5
 
     _consume(bootstrap, settings, group, topic, expected=5 * PARTITIONS)
     after = _lag(capsys, group)

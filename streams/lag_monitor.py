@@ -1,0 +1,72 @@
+"""A periodic lag check inside the worker: fills the lag gauges and flags stalled groups in Health.
+
+Independent of Faust: it measures from the outside exactly what `personas lag` shows (same code,
+same status rule, see `streams.ops.lag`), so /metrics, /health and the command line agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from config.settings import Settings
+from streams.health import Health
+from streams.metrics import Metrics
+from streams.ops.lag import GroupLag, collect_lag
+
+__all__ = ["UNHEALTHY", "monitor_lag", "record_lag"]
+
+log = logging.getLogger("personas.lag")
+
+# Statuses that make /health unhealthy; WARN is only reported.
+UNHEALTHY = frozenset({"STALL", "STOP", "ERR"})
+
+
+def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None:
+    """Publish one sample: gauges per group/partition, a Health problem per unhealthy group."""
+    for group in groups:
+        for part in group.partitions:
+            labels = (group.group, part.topic, str(part.partition))
+            metrics.consumer_lag_messages.labels(*labels).set(part.lag_messages)
+            metrics.consumer_lag_seconds.labels(*labels).set(part.lag_seconds)
+        component = f"lag:{group.group}"
+        if group.status in UNHEALTHY:
+            worst = max(group.partitions, key=lambda p: p.lag_seconds, default=None)
+            detail = "" if worst is None else (
+                f" ({worst.topic}[{worst.partition}] committed {worst.committed}, "
+                f"end {worst.log_end}, oldest unconsumed {worst.lag_seconds:.0f}s)"
+            )  # fmt: skip
+            health.problem(component, f"consumer group {group.status}{detail}")
+        else:
+            health.clear(component)
+
+
+async def monitor_lag(
+    bootstrap: str, settings: Settings, metrics: Metrics, health: Health, interval: float
+) -> None:
+    """Sample the worker's group every `interval` seconds until cancelled.
+
+    A failed sample (broker unreachable) is logged and marked in Health; the loop keeps going.
+    """
+    previous: dict[str, GroupLag] = {}
+    group = settings.worker.app_id
+    while True:
+        try:
+            groups = await collect_lag(bootstrap, settings, [group], previous)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("lag check failed: %s", exc)
+            health.problem("lag-monitor", f"cannot measure consumer lag: {exc}")
+        else:
+            health.clear("lag-monitor")
+            record_lag(groups, metrics, health)
+            for sample in groups:
+                before = previous.get(sample.group)
+                changed = before is None or before.status != sample.status
+                if sample.status != "OK" and changed:
+                    log.warning("consumer group %s is %s: %d messages, %.0fs behind",
+                                sample.group, sample.status, sample.lag_messages,
+                                sample.lag_seconds)  # fmt: skip
+            previous = {sample.group: sample for sample in groups}
+        await asyncio.sleep(interval)
