@@ -79,7 +79,7 @@ def parse_target(text: str) -> Target:
                 raise InvalidMessage("--to", f"{kind}:N needs an integer (got {raw!r})") from None
             if kind == "offset" and value < 0:
                 raise InvalidMessage("--to", f"offset:N must be ≥ 0 (got {raw!r})")
-            return Target(kind, value)  # type: ignore[arg-type]
+            return Target(kind, value)
     try:
         seconds = parse_timestamp(raw)
     except ValueError:
