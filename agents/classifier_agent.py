@@ -51,7 +51,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
                 items.append(Classified(features, result))
             store = await runtime.store()
             started = time.perf_counter()
-            await runtime.retry("classifier", lambda: store.write_classified(items))
+            await runtime.retry("classifier", store.write_classified, items)
             metrics.classifier_commit_duration.observe(time.perf_counter() - started)
             metrics.classifier_batch_size.observe(len(items))
             for item in items:

@@ -39,7 +39,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
             started = time.perf_counter()
             as_of = discovery.discovered_at
             wallet = discovery.proxy_wallet
-            fills = await runtime.retry("features-read", lambda: store.fills(wallet, as_of))
+            fills = await runtime.retry("features-read", store.fills, wallet, as_of)
             windows, lifetime = wallet_features(fills, as_of, (window_days,))
             metrics.on_demand_duration.observe(time.perf_counter() - started)
         window = windows[window_days]
@@ -85,7 +85,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
                 for d, fs in computed
             ]  # fmt: skip
             store = await runtime.store()
-            await runtime.retry("features-record", lambda: store.record_wallets(rows))
+            await runtime.retry("features-record", store.record_wallets, rows)
             for event, exc in rejected:
                 await runtime.dead_letter(event, exc)
             succeeded = len(deliveries)

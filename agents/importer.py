@@ -1,4 +1,4 @@
-"""`personas import`: stream JSONL or CSV files into SQLite, keeping good rows, reporting bad ones."""
+"""`personas import`: stream JSONL or CSV into SQLite; good rows kept, bad ones reported by line."""
 
 from __future__ import annotations
 

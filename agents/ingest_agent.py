@@ -31,7 +31,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
                 except InvalidMessage as exc:
                     rejected.append((event, exc))
             store = await runtime.store()
-            inserted = await runtime.retry("ingest", lambda: store.insert_trades(trades))
+            inserted = await runtime.retry("ingest", store.insert_trades, trades)
             for event, exc in rejected:
                 await runtime.dead_letter(event, exc)
             metrics.trades_ingested.labels("stored").inc(inserted)

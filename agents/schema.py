@@ -1,4 +1,4 @@
-"""SQLite schema (SPEC §6) as versioned migrations; feature columns come from the core's dataclasses."""
+"""SQLite schema (SPEC §6) as versioned migrations; feature columns come from the core."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from contextlib import closing
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,7 +229,7 @@ def write_classified(conn: sqlite3.Connection, items: Sequence[Classified]) -> N
             conn.executemany(sql, rows)
 
 
-class transaction:  # noqa: N801 - used as a statement: `with transaction(conn):`
+class transaction:
     """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -248,6 +248,9 @@ class Store:
 
     def __init__(self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
         self._writer = writer
+        # Agents share one writer connection; SQLite has one writer anyway, and a lock here
+        # keeps two agents' transactions from interleaving on it.
+        self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for reader in readers:
             self._readers.put_nowait(reader)
@@ -260,7 +263,9 @@ class Store:
             migrate(conn)
         conns = []
         for _ in range(1 + read_connections):
-            conn = await aiosqlite.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+            conn = await aiosqlite.connect(
+                path, timeout=busy_timeout_ms / 1000, isolation_level=None
+            )
             await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             await conn.execute("PRAGMA synchronous = NORMAL")
             conns.append(conn)
@@ -282,17 +287,18 @@ class Store:
     async def run_batch(self, statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> int:
         """Run (sql, rows) pairs in one transaction; return the rows changed."""
         conn = self._writer
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            before = conn.total_changes
-            for sql, rows in statements:
-                if rows:
-                    await conn.executemany(sql, rows)
-            changed = conn.total_changes - before
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
+        async with self._write_lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                for sql, rows in statements:
+                    if rows:
+                        await conn.executemany(sql, rows)
+                changed = conn.total_changes - before
+                await conn.execute("COMMIT")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
         return changed
 
     async def insert_trades(self, trades: Sequence[Trade]) -> int:

@@ -150,9 +150,13 @@ class Settings(BaseModel):
     rules: RuleSettings = RuleSettings()
 
 
-def load_settings(config_file: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    config_file: Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Load defaults, overlay `config_file` and the environment, validate; raise ConfigError."""
-    data = _read_toml(resources.files("config").joinpath("default.toml").read_text(), "default.toml")
+    data = _read_toml(
+        resources.files("config").joinpath("default.toml").read_text(), "default.toml"
+    )
     if config_file is not None:
         try:
             text = Path(config_file).read_text()
@@ -190,7 +194,11 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Non
 
 def _optional_keys(section: str) -> set[str]:
     model = Settings.model_fields[section].annotation if section in Settings.model_fields else None
-    return set(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else set()
+    return (
+        set(model.model_fields)
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        else set()
+    )
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:

@@ -52,7 +52,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         broker_rebalance_timeout=broker.rebalance_timeout_s,
         broker_request_timeout=broker.request_timeout_s,
         broker_commit_interval=settings.worker.commit_interval_s,
-        # "latest" is unreliable on the embedded broker (wrong end offsets): start from the beginning.
+        # "latest" is unreliable on the embedded broker (wrong end offsets): start at the beginning.
         consumer_auto_offset_reset="earliest",
         producer_linger=0.005,
         # Topics are created up front with their partition counts; state lives in SQLite.

@@ -1,4 +1,4 @@
-"""`personas`: the command line (SPEC §11). Exit 0 on success, 2 on bad usage or input, 1 otherwise."""
+"""`personas`: the command line (SPEC §11). Exit 0 on success, 2 on bad usage or input, else 1."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-rebuild", action="store_true", help="do not schedule the daily rebuild")
 
     demo = command("demo", "run the whole pipeline on generated data and print a summary")
-    demo.add_argument("--wallets", type=int, default=2000)
+    demo.add_argument("--wallets", type=int, default=1000)
     demo.add_argument("--days", type=int, default=90)
     demo.add_argument("--seed", type=int, default=7)
 

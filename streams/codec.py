@@ -1,4 +1,4 @@
-"""The one place where messages are (de)serialised: orjson with fixed options, pydantic at the edge."""
+"""The one place where messages are (de)serialised: orjson, fixed options, pydantic at the edge."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Any
 from agents.features import wallet_features
 from agents.generate import DEFAULT_END, GenerateOptions, generate, write_dataset
 from agents.importer import ImportReport, import_markets, import_trades
-from agents.personas import explain
+from agents.personas import ConditionResult, Explanation, explain
 from agents.store import connect, fills_for_wallet, migrate
 from config.settings import Settings, load_settings
 from streams.codec import dumps
@@ -170,3 +170,34 @@ def command_classify(args: argparse.Namespace) -> int:
     else:
         print_explanation(wallet, as_of, explanation)
     return 0
+
+
+def explanation_dict(explanation: Explanation) -> dict[str, Any]:
+    return explanation.to_dict()
+
+
+def _condition_text(condition: ConditionResult) -> str:
+    threshold = (
+        condition.threshold_name if condition.threshold is None else _fmt(condition.threshold)
+    )
+    mark = "pass" if condition.passed else "fail"
+    return f"{condition.metric} = {_fmt(condition.value)} {condition.op} {threshold}: {mark}"
+
+
+def print_explanation(wallet: str, as_of: int, explanation: Explanation) -> None:
+    result = explanation.classification
+    print(f"{wallet}  as_of {as_of}  rules {result.rules_version}")
+    for rule in explanation.rules:
+        marker = "→" if rule.decided else ("✓" if rule.fired else " ")
+        conditions = "; ".join(_condition_text(c) for c in rule.conditions)
+        print(f" {marker} stage {rule.stage:<4} {rule.code:<22} {conditions}")
+    for trait in explanation.traits:
+        recorded = "recorded" if trait.recorded else "not recorded"
+        print(f"   trait {trait.code:<16} {_condition_text(trait.condition)} ({recorded})")
+    print(f"decided by: {explanation.decided_by or '-'}")
+    print(
+        f"result: {result.status}"
+        + (f", persona {result.persona}" if result.persona else "")
+        + (f", reason {result.reason}" if result.reason else "")
+        + (f", confidence {_fmt(result.confidence)}" if result.confidence is not None else "")
+    )

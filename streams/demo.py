@@ -43,11 +43,15 @@ def _count(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
     return int(conn.execute(sql, params).fetchone()[0])
 
 
-def _wait_for(label: str, total: int, done: Any, quiet: bool) -> float:
-    """Poll `done()` until it reaches total; fail if it stops moving for STALL_TIMEOUT_S."""
+def _wait_for(
+    label: str, total: int, done: Any, worker: subprocess.Popen[bytes], quiet: bool
+) -> float:
+    """Poll `done()` until it reaches total; fail if the worker dies or progress stalls."""
     progress = Progress(label, total, enabled=not quiet)
     last, last_change = -1, time.monotonic()
     while (current := done()) < total:
+        if worker.poll() is not None:
+            raise WalletError(f"{label}: the worker exited with status {worker.returncode}")
         if current != last:
             last, last_change = current, time.monotonic()
         elif time.monotonic() - last_change > STALL_TIMEOUT_S:
@@ -57,7 +61,9 @@ def _wait_for(label: str, total: int, done: Any, quiet: bool) -> float:
     return progress.finish(total)
 
 
-def _start_worker(settings: Settings, bootstrap: str, config: Path | None, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    settings: Settings, bootstrap: str, config: Path | None, log_path: Path
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update({
         "PERSONAS_BROKER": bootstrap,
@@ -85,7 +91,9 @@ async def _publish(bootstrap: str, settings: Settings, records: list[Any], topic
         await pub.send_many(topic, records)
 
 
-def run_demo(settings: Settings, options: GenerateOptions, config: Path | None, quiet: bool) -> dict[str, Any]:
+def run_demo(
+    settings: Settings, options: GenerateOptions, config: Path | None, quiet: bool
+) -> dict[str, Any]:
     """Run the demo and return its summary."""
     started = time.monotonic()
     dataset = generate(options)
@@ -107,11 +115,11 @@ def run_demo(settings: Settings, options: GenerateOptions, config: Path | None, 
                 asyncio.run(_publish(bootstrap, settings, trades, settings.topics.trades))
                 ingest_s = _wait_for("trades stored", len(trades), lambda: _count(
                     conn, "SELECT COUNT(*) FROM trades JOIN temp.demo USING (proxy_wallet)"
-                ), quiet)  # fmt: skip
+                ), worker, quiet)  # fmt: skip
                 asyncio.run(_publish(bootstrap, settings, discoveries, settings.topics.discovered))
                 classify_s = _wait_for("wallets done", len(discoveries), lambda: _accounted(
                     conn, demo_start, feature_date(as_of)
-                ), quiet)  # fmt: skip
+                ), worker, quiet)  # fmt: skip
             finally:
                 if _stop_worker(worker) != 0:
                     print(f"worker exited uncleanly; see {log_path}", file=sys.stderr)
@@ -135,26 +143,41 @@ def _stage_wallets(conn: sqlite3.Connection, dataset: Dataset) -> None:
 
 def _accounted(conn: sqlite3.Connection, since: float, date: str) -> int:
     """Demo wallets whose discovery finished: insufficient, or classified."""
-    return _count(conn, """
+    return _count(
+        conn,
+        """
         SELECT COUNT(*) FROM wallets AS w JOIN temp.demo USING (proxy_wallet)
         LEFT JOIN wallet_classifications AS c
                ON c.proxy_wallet = w.proxy_wallet AND c.feature_date = ?
         WHERE w.on_demand_at >= ?
-          AND (w.on_demand_status = 'insufficient' OR c.classified_at >= ?)""", date, since, since)
+          AND (w.on_demand_status = 'insufficient' OR c.classified_at >= ?)""",
+        date,
+        since,
+        since,
+    )
 
 
 def _summary(conn: sqlite3.Connection, dataset: Dataset, date: str, since: float) -> dict[str, Any]:
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT c.proxy_wallet, c.status, c.persona, c.reason FROM wallet_classifications AS c
-        JOIN temp.demo USING (proxy_wallet) WHERE c.feature_date = ?""", (date,)).fetchall()
+        JOIN temp.demo USING (proxy_wallet) WHERE c.feature_date = ?""",
+        (date,),
+    ).fetchall()
     by_wallet = {wallet: (status, persona, reason) for wallet, status, persona, reason in rows}
-    outcomes = dict(conn.execute("""
+    outcomes = dict(
+        conn.execute(
+            """
         SELECT on_demand_status, COUNT(*) FROM wallets JOIN temp.demo USING (proxy_wallet)
-        WHERE on_demand_at >= ? GROUP BY on_demand_status""", (since,)).fetchall())
-    labelled = [label for label in dataset.labels if label.status != "pending"]
+        WHERE on_demand_at >= ? GROUP BY on_demand_status""",
+            (since,),
+        ).fetchall()
+    )
+    # Planted wallets with too few settled trades get no on-demand row: the rebuild has them.
+    classified = [label for label in dataset.labels if label.proxy_wallet in by_wallet]
     reproduced = sum(
-        by_wallet.get(label.proxy_wallet) == (label.status, label.persona, label.reason)
-        for label in labelled
+        by_wallet[label.proxy_wallet] == (label.status, label.persona, label.reason)
+        for label in classified
     )
     return {
         "by_status": dict(Counter(status for status, _, _ in by_wallet.values()).most_common()),
@@ -162,7 +185,8 @@ def _summary(conn: sqlite3.Connection, dataset: Dataset, date: str, since: float
         "by_reason": dict(Counter(r for _, _, r in by_wallet.values() if r).most_common()),
         "on_demand": {"success": outcomes.get("success", 0),
                       "insufficient": outcomes.get("insufficient", 0)},
-        "planted_labels_reproduced": f"{reproduced}/{len(labelled)}",
+        "planted_labels_reproduced": f"{reproduced}/{len(classified)}",
+        "planted_left_to_rebuild": len(dataset.labels) - len(classified),
         "feature_date": date,
     }  # fmt: skip
 
@@ -174,13 +198,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"  ingest      {summary['ingest_s']:>7.2f}s  {summary['trades_per_s']:>9,} trades/s")
     print(f"  on-demand   {summary['classify_s']:>7.2f}s  "
           f"{summary['discoveries_per_s']:>9,} discoveries/s")  # fmt: skip
-    print(f"  on-demand outcomes: {summary['on_demand']['success']:,} success, "
-          f"{summary['on_demand']['insufficient']:,} insufficient (left to the daily rebuild)")
+    print(
+        f"  on-demand outcomes: {summary['on_demand']['success']:,} success, "
+        f"{summary['on_demand']['insufficient']:,} insufficient (left to the daily rebuild)"
+    )
     for title, key in (("status", "by_status"), ("persona", "by_persona"), ("reason", "by_reason")):
         print(f"  by {title}:")
         for name, count in summary[key].items():
             print(f"    {name:<24} {count:>7,}")
-    print(f"  planted labels reproduced: {summary['planted_labels_reproduced']}")
+    print(
+        f"  planted labels reproduced on demand: {summary['planted_labels_reproduced']} "
+        f"({summary['planted_left_to_rebuild']} planted wallets left to the daily rebuild)"
+    )
     print(f"  elapsed {summary['elapsed_s']:.1f}s; database {summary['database']}")
 
 

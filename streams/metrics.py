@@ -16,7 +16,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
         self.on_demand_features = Counter(
-            "personas_on_demand_features", "Discoveries processed by the feature agent, by outcome.",
+            "personas_on_demand_features", "Discoveries handled by the feature agent, by outcome.",
             ["status"], registry=registry,
         )  # fmt: skip
         for status in ("success", "insufficient", "error"):

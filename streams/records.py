@@ -102,7 +102,7 @@ class WalletDiscovered(BaseModel):
 
 
 class FeatureSet(BaseModel):
-    """One wallet's features for one window and as_of, with lifetime stats (topic `wallet-features`)."""
+    """One wallet's features for a window and as_of, with lifetime stats (`wallet-features`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -98,12 +98,12 @@ class Runtime:
             await self._store.close()
             self._store = None
 
-    async def retry(self, operation: str, action: Callable[[], Awaitable[T]]) -> T:
-        """Run `action`, retrying transient errors with backoff forever; crash on any other."""
+    async def retry(self, operation: str, action: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `action(*args)`, retrying transient errors with backoff forever; crash on others."""
         delay = RETRY_FIRST_S
         while True:
             try:
-                return await action()
+                return await action(*args)
             except Exception as exc:
                 if not is_transient(exc):
                     self.crash(operation, exc)

@@ -1,4 +1,4 @@
-"""The topology (SPEC §2): every topic with its partition count, created before any worker starts."""
+"""The topology (SPEC §2): every topic and its partition count, created before any worker."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ async def ensure_topics(bootstrap: str, settings: Settings) -> list[str]:
         missing = [spec for spec in specs if spec.name not in existing]
         for spec in missing:
             try:
-                await admin.create_topics([
-                    NewTopic(spec.name, spec.partitions, settings.topics.replication_factor)
-                ])
+                await admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, settings.topics.replication_factor)]
+                )
             except TopicAlreadyExistsError:
                 continue
         for described in await admin.describe_topics([spec.name for spec in specs]):

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
+import threading
 from contextlib import closing
+from typing import Any
 
 import faust
 
@@ -19,6 +23,44 @@ from streams.topics import ensure_topics
 __all__ = ["command_run", "prepare", "run_worker"]
 
 log = logging.getLogger("personas.worker")
+
+EXIT_SHUTDOWN_TIMEOUT = 75
+
+
+class Worker(faust.Worker):
+    """Faust's worker with a shutdown deadline.
+
+    SIGTERM/SIGINT let the batch in flight finish, commit and leave the group. If that takes longer
+    than `worker.shutdown_timeout_s`, the process exits anyway: nothing unfinished was
+    acknowledged, so the next worker redelivers it.
+    """
+
+    def __init__(self, app: faust.App, shutdown_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._deadline_s = shutdown_timeout
+        self._deadline: threading.Timer | None = None
+
+    async def stop(self) -> None:
+        """Stop the app (agents finish their batch), then close the store's connections."""
+        await super().stop()
+        await self.app.personas_runtime.close()  # type: ignore[attr-defined]
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        log.info("%s received: finishing the batch in flight (deadline %.0fs)",
+                 signum.name, self._deadline_s)  # fmt: skip
+        if self._deadline is None:
+            self._deadline = threading.Timer(self._deadline_s, self._past_deadline)
+            self._deadline.daemon = True
+            self._deadline.start()
+        super()._schedule_shutdown(signum)
+
+    def _past_deadline(self) -> None:
+        log.error("shutdown exceeded %.0fs; exiting now (unacknowledged work is redelivered)",
+                  self._deadline_s)  # fmt: skip
+        logging.shutdown()
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
 def prepare(settings: Settings, bootstrap: str) -> None:
@@ -40,8 +82,9 @@ def run_worker(settings: Settings, *, rebuild: bool = True) -> int:
             settings.worker.app_id, bootstrap, settings.database.path,
             settings.worker.web_host, settings.worker.web_port,
         )  # fmt: skip
-        worker = faust.Worker(
+        worker = Worker(
             app,
+            settings.worker.shutdown_timeout_s,
             loglevel="INFO",
             override_logging=False,
             quiet=True,

@@ -57,7 +57,9 @@ def test_bad_trade_names_the_field(changes: dict[str, object], field: str) -> No
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_numbers_are_rejected(value: float) -> None:
-    raw = encoded().replace(b'"size":10.0', b'"size":' + (b"NaN" if math.isnan(value) else b"1e999"))
+    raw = encoded().replace(
+        b'"size":10.0', b'"size":' + (b"NaN" if math.isnan(value) else b"1e999")
+    )
     with pytest.raises(InvalidMessage) as caught:
         decode(Trade, raw)
     assert caught.value.field in {"size", "<json>"}

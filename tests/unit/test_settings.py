@@ -14,7 +14,11 @@ from streams.errors import ConfigError
 
 def test_defaults_match_the_spec() -> None:
     settings = load_settings(env={})
-    assert settings.topics.partitions() == {"trades": 4, "wallet-discovered": 4, "wallet-features": 1}
+    assert settings.topics.partitions() == {
+        "trades": 4,
+        "wallet-discovered": 4,
+        "wallet-features": 1,
+    }
     assert settings.features.min_settled_trades == 5
     assert settings.features.concurrency == 10
     assert settings.broker.bootstrap == []
@@ -36,7 +40,9 @@ def test_precedence_env_over_file_over_default(tmp_path: Path) -> None:
 
 
 def test_short_aliases() -> None:
-    settings = load_settings(env={"PERSONAS_DB": "/data/x.db", "PERSONAS_BROKER": "k1:9092,k2:9092"})
+    settings = load_settings(
+        env={"PERSONAS_DB": "/data/x.db", "PERSONAS_BROKER": "k1:9092,k2:9092"}
+    )
     assert settings.database.path == Path("/data/x.db")
     assert settings.broker.bootstrap == ["k1:9092", "k2:9092"]
 
@@ -55,14 +61,18 @@ def test_short_aliases() -> None:
         ("[features\n", {}, "not valid TOML"),
     ],
 )
-def test_bad_config_names_the_key(tmp_path: Path, text: str, env: dict[str, str], named: str) -> None:
+def test_bad_config_names_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], named: str
+) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(text)
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
         load_settings(config, env=env)
 
 
-def test_bad_config_exits_2_with_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_exits_2_with_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[classifier]\nbatch_max = -1\n")
     assert main(["features", "0x" + "a" * 40, "--config", str(config)]) == 2

@@ -1,0 +1,59 @@
+"""Small broker helpers for tests: publish records, read a topic from the beginning."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from config.settings import Settings
+from streams.producer import publisher
+from streams.records import Trade, WalletDiscovered
+
+__all__ = ["publish", "publish_raw", "read_topic"]
+
+
+def publish(
+    bootstrap: str, settings: Settings, topic: str, records: Sequence[Trade | WalletDiscovered]
+) -> None:
+    async def send() -> None:
+        async with publisher(bootstrap, settings) as pub:
+            await pub.send_many(topic, records)
+
+    asyncio.run(send())
+
+
+def publish_raw(bootstrap: str, settings: Settings, topic: str, values: Sequence[bytes]) -> None:
+    async def send() -> None:
+        async with publisher(bootstrap, settings) as pub:
+            for value in values:
+                await pub.send_raw(topic, value, key=b"bad")
+
+    asyncio.run(send())
+
+
+def read_topic(
+    bootstrap: str, topic: str, expected: int, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read partition 0 of `topic` from the start until `expected` records or the timeout."""
+
+    async def read() -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            deadline = time.monotonic() + timeout
+            while len(records) < expected and time.monotonic() < deadline:
+                batch = await consumer.getmany(partition, timeout_ms=500)
+                records.extend(batch.get(partition, []))
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
