@@ -78,8 +78,19 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
 
         rebuild_agent.register(app, runtime, topics)
     _register_pages(app, runtime)
+    _register_lag_monitor(app, runtime, bootstrap)
     app.personas_runtime = runtime  # type: ignore[attr-defined]
     return app
+
+
+def _register_lag_monitor(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+    from streams.lag_monitor import monitor_lag
+
+    interval = runtime.settings.worker.lag_check_interval_s
+
+    @app.task
+    async def lag_monitor() -> None:
+        await monitor_lag(bootstrap, runtime.settings, runtime.metrics, runtime.health, interval)
 
 
 def _register_pages(app: faust.App, runtime: Runtime) -> None:

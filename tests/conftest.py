@@ -63,9 +63,7 @@ def settings(isolated_env: dict[str, str]) -> Settings:
     return load_settings(env=isolated_env)
 
 
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.1
-) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> None:
     """Poll `predicate` until true; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.structs import ConsumerRecord
 
@@ -78,6 +79,18 @@ class GroupInfo:
     topics: frozenset[str] = field(default_factory=frozenset)
 
 
+class _FaustProtocol(RoundRobinPartitionAssignor):  # type: ignore[misc]
+    """Round-robin under the protocol name Faust's workers join with.
+
+    A broker accepts a member only if it shares a protocol with the group's members; the embedded
+    broker keeps a stopped Faust worker listed, so without this name an idle worker group answers
+    InconsistentGroupProtocol. We only join as the sole live member (or with --force), when our
+    own round-robin assignment is the one that runs.
+    """
+
+    name = "faust"
+
+
 def _consumer(
     bootstrap: str, settings: Settings, group: str | None, **extra: Any
 ) -> AIOKafkaConsumer:
@@ -102,7 +115,10 @@ async def reader(
     bootstrap: str, settings: Settings, group: str | None = None
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A started consumer that never joins or commits: for `assign`, `seek` and `committed`."""
-    consumer = _consumer(bootstrap, settings, group)
+    consumer = _consumer(
+        bootstrap, settings, group,
+        partition_assignment_strategy=(RoundRobinPartitionAssignor, _FaustProtocol),
+    )  # fmt: skip
     try:
         await consumer.start()
     except Exception as exc:
@@ -267,7 +283,10 @@ async def joined_member(
     Commits are accepted only from a member, so this is how an idle group's offsets are moved.
     Leaving (on exit) lets the group's real consumers take their partitions back.
     """
-    consumer = _consumer(bootstrap, settings, group)
+    consumer = _consumer(
+        bootstrap, settings, group,
+        partition_assignment_strategy=(RoundRobinPartitionAssignor, _FaustProtocol),
+    )  # fmt: skip
     try:
         await consumer.start()
     except Exception as exc:
