@@ -89,9 +89,11 @@ def test_metrics_and_health(
             assert status == 200, body
             return samples(body)
 
-        lag_key = ("personas_consumer_lag_messages", (
-            ("group", settings.worker.app_id), ("partition", "0"), ("topic", settings.topics.features),
-        ))  # fmt: skip
+        partition = (
+            ("group", settings.worker.app_id), ("partition", "0"),
+            ("topic", settings.topics.features),
+        )  # fmt: skip
+        lag_key = ("personas_consumer_lag_messages", partition)
         wait_until(lambda: scraped().get(lag_key) == 0.0, 30, "the lag gauge at 0")
         metrics = scraped()
         outcome = "personas_on_demand_features_total"
