@@ -1,0 +1,134 @@
+"""The file commands end to end: generate → import → classify, and import's bad-row contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agents.generate import DEFAULT_END
+from streams.cli import main
+
+WALLET = "0x" + "ab" * 20
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "personas.db"
+    monkeypatch.setenv("PERSONAS_DB", str(path))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_import_classify_reproduces_every_planted_label(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data" / "trades.jsonl"
+    code, _, _ = run(capsys, "generate", "--wallets", "200", "--days", "90", "--seed", "4",
+                     "--out", str(out))  # fmt: skip
+    assert code == 0
+    markets = out.with_name("trades.markets.jsonl")
+    code, report, _ = run(capsys, "import", "trades", str(out), "--markets", str(markets), "--json")
+    assert code == 0
+    assert json.loads(report)["trades"]["rejected"] == 0
+
+    labels = [
+        json.loads(line)
+        for line in out.with_name("trades.labels.jsonl").read_text().split("\n")
+        if line
+    ]
+    assert labels
+    for label in labels:
+        code, text, _ = run(capsys, "classify", label["proxy_wallet"], "--as-of", str(DEFAULT_END),
+                            "--json")  # fmt: skip
+        assert code == 0
+        result = json.loads(text)["classification"]
+        assert (result["status"], result["persona"], result["reason"]) == (
+            label["status"], label["persona"], label["reason"],
+        ), label  # fmt: skip
+
+
+def trade(n: int, **changes: object) -> bytes:
+    row = {"trade_id": f"t{n}", "proxy_wallet": WALLET, "condition_id": "m1", "side": "BUY",
+           "size": 2.0, "price": 0.5, "timestamp": 1_700_000_000 + n, **changes}  # fmt: skip
+    return orjson.dumps(row)
+
+
+def test_import_keeps_good_rows_and_names_bad_lines(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        trade(1),
+        trade(2, price=1.2),
+        b"{oops",
+        trade(3),
+        trade(1),
+        trade(4, side="HOLD"),
+        b"",
+    ]
+    path = tmp_path / "trades.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    code, out, err = run(capsys, "import", "trades", str(path))
+    assert code == 2
+    assert f"{path}:line 2: price:" in err
+    assert f"{path}:line 3: <json>:" in err
+    assert f"{path}:line 6: side:" in err
+    assert "2 inserted, 1 duplicates skipped, 3 rejected" in out
+
+    code, out, _ = run(capsys, "import", "trades", str(path), "--json")
+    report = json.loads(out)["trades"]
+    assert (report["inserted"], report["duplicates"], report["rejected"]) == (0, 3, 3)
+
+
+def test_import_csv_converts_numbers_and_names_the_field(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        "trade_id,proxy_wallet,condition_id,side,size,price,timestamp\n"
+        f"c1,{WALLET},m1,BUY,3,0.25,1700000000\n"
+        f"c2,{WALLET},m1,SELL,lots,0.5,1700000100\n"
+        f"c3,{WALLET},m1,SELL,3,0.5,1700000200\n"
+    )
+    code, out, err = run(capsys, "import", "trades", str(path))
+    assert code == 2
+    assert f"{path}:line 3: size: not a number" in err
+    assert "2 inserted" in out
+    code, out, _ = run(capsys, "features", WALLET, "--as-of", "1700000300", "--json")
+    features = json.loads(out)
+    assert (features["trade_count"], features["round_trips"]) == (2, 1)
+    assert features["realized_pnl"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["features", "0x12"], "WALLET"),
+        (["features", WALLET, "--as-of", "someday"], "--as-of"),
+        (["features", WALLET, "--window", "0"], "--window"),
+        (["import", "trades", "/no/such/file.jsonl"], "no such file"),
+        (["generate", "--wallets", "5", "--days", "3", "--out", "x.jsonl"], "days"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_clear_message(
+    db: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err
+
+
+def test_read_commands_need_an_existing_database(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "classify", WALLET)
+    assert code == 1
+    assert "no database" in err
+    assert not db.exists()
