@@ -44,15 +44,15 @@ def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None
 async def monitor_lag(
     bootstrap: str, settings: Settings, metrics: Metrics, health: Health, interval: float
 ) -> None:
-    """Sample the worker's group every `interval` seconds until cancelled.
+    """Sample the worker's groups (agents, and `<app_id>-ingest` for trades) every `interval` s.
 
     A failed sample (broker unreachable) is logged and marked in Health; the loop keeps going.
     """
     previous: dict[str, GroupLag] = {}
-    group = settings.worker.app_id
+    own = [settings.worker.app_id, f"{settings.worker.app_id}-ingest"]
     while True:
         try:
-            groups = await collect_lag(bootstrap, settings, [group], previous)
+            groups = await collect_lag(bootstrap, settings, own, previous)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
