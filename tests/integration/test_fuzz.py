@@ -47,9 +47,11 @@ def _wallet(rng: random.Random) -> str:
 
 
 def _trade(rng: random.Random, n: int) -> dict[str, Any]:
-    return {"trade_id": f"fuzz-{n}", "proxy_wallet": _wallet(rng), "condition_id": f"m{n % 7}",
-            "side": rng.choice(("BUY", "SELL")), "size": rng.uniform(0.1, 50),
-            "price": rng.uniform(0.01, 0.99), "timestamp": AS_OF - rng.randrange(86_400 * 60)}  # fmt: skip
+    return {
+        "trade_id": f"fuzz-{n}", "proxy_wallet": _wallet(rng), "condition_id": f"m{n % 7}",
+        "side": rng.choice(("BUY", "SELL")), "size": rng.uniform(0.1, 50),
+        "price": rng.uniform(0.01, 0.99), "timestamp": AS_OF - rng.randrange(86_400 * 60),
+    }  # fmt: skip
 
 
 def _discovery(rng: random.Random, n: int) -> dict[str, Any]:
