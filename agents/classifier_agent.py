@@ -56,7 +56,6 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
             metrics.classifier_batch_size.observe(len(items))
             for item in items:
                 metrics.classifications.labels(item.result.status).inc()
-            for event, exc in rejected:
-                await runtime.dead_letter(event, exc)
+            await runtime.dead_letter_all(rejected)
             await acknowledge(stream, events)
             runtime.health.progressed("classifier")

@@ -86,8 +86,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
             ]  # fmt: skip
             store = await runtime.store()
             await runtime.retry("features-record", store.record_wallets, rows)
-            for event, exc in rejected:
-                await runtime.dead_letter(event, exc)
+            await runtime.dead_letter_all(rejected)
             succeeded = len(deliveries)
             metrics.on_demand_features.labels("success").inc(succeeded)
             metrics.on_demand_features.labels("insufficient").inc(len(computed) - succeeded)

@@ -150,8 +150,9 @@ class TradeIngest(Service):
         store = await runtime.store()
         trades = batch.trades
         inserted = await runtime.retry("ingest", store.insert_trades, trades) if trades else 0
-        for record, exc in batch.rejected:
-            await runtime.dead_letter(cast("EventT[Any]", _Failed(record)), exc)
+        await runtime.dead_letter_all(
+            [(cast("EventT[Any]", _Failed(record)), exc) for record, exc in batch.rejected]
+        )
         metrics.trades_ingested.labels("stored").inc(inserted)
         metrics.trades_ingested.labels("duplicate").inc(len(trades) - inserted)
         metrics.trades_ingested.labels("rejected").inc(len(batch.rejected))
