@@ -107,4 +107,6 @@ def _register_pages(app: faust.App, runtime: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             report: dict[str, Any] = runtime.health.report()
             report["uptime_s"] = round(time.time() - started, 1)
+            # The daily rebuild runs on the group's leader only (crontab on_leader=True).
+            report["leader"] = app.is_leader()
             return self.json(report, status=200 if report["healthy"] else 503)
