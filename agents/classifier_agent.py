@@ -16,7 +16,7 @@ from agents.personas import classify
 from agents.store import Classified
 from streams.codec import decode
 from streams.records import FeatureSet, split_feature_set
-from streams.runtime import Runtime, acknowledge
+from streams.runtime import Runtime, acknowledge, event_batches
 
 if TYPE_CHECKING:
     from streams.app import AppTopics
@@ -33,7 +33,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
 
     @app.agent(topics.features, name="classifier")
     async def classifier(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.noack_take(config.batch_max, config.batch_within_s):
+        async for events in event_batches(stream, config.batch_max, config.batch_within_s):
             items, rejected = [], []
             for event in events:
                 try:

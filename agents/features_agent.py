@@ -13,12 +13,13 @@ import time
 from typing import TYPE_CHECKING
 
 import faust
+from faust.types import EventT
 
 from agents.features import wallet_features
 from streams.codec import decode, encode
 from streams.errors import InvalidMessage
 from streams.records import FeatureSet, WalletDiscovered, build_feature_set
-from streams.runtime import Runtime, acknowledge
+from streams.runtime import Runtime, acknowledge, event_batches
 
 if TYPE_CHECKING:
     from streams.app import AppTopics
@@ -56,8 +57,9 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
 
     @app.agent(topics.discovered, name="features")
     async def features(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.noack_take(config.batch_max, config.batch_within_s):
-            accepted, rejected = [], []
+        async for events in event_batches(stream, config.batch_max, config.batch_within_s):
+            accepted: list[tuple[EventT[bytes], WalletDiscovered]] = []
+            rejected: list[tuple[EventT[bytes], BaseException]] = []
             for event in events:
                 try:
                     accepted.append((event, decode(WalletDiscovered, event.value)))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import types
-from typing import Union, get_args, get_origin
+from typing import get_args, get_type_hints
 
 from agents.features import LifetimeStats, WindowFeatures
 
@@ -12,17 +11,18 @@ __all__ = ["FEATURE_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION"]
 
 
 def _sql_type(annotation: object) -> str:
-    if isinstance(annotation, str):  # postponed annotations: "int", "float", "str | None"
-        base = annotation.split("|")[0].strip()
-        return {"int": "INTEGER", "float": "REAL"}.get(base, "TEXT")
-    if get_origin(annotation) in (Union, types.UnionType):
-        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
-    return {int: "INTEGER", float: "REAL"}.get(annotation, "TEXT")  # type: ignore[call-overload]
+    # `int | None` → int: nullable columns take their non-null type.
+    base = next((arg for arg in get_args(annotation) if arg is not type(None)), annotation)
+    if base is int:
+        return "INTEGER"
+    return "REAL" if base is float else "TEXT"
 
 
 def _columns(*classes: type) -> tuple[tuple[str, str], ...]:
     return tuple(
-        (field.name, _sql_type(field.type)) for cls in classes for field in dataclasses.fields(cls)
+        (field.name, _sql_type(get_type_hints(cls)[field.name]))
+        for cls in classes
+        for field in dataclasses.fields(cls)
     )
 
 

@@ -199,7 +199,10 @@ def classified_statements(
     items: Sequence[Classified], now: float
 ) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """The (sql, rows) pairs that store a batch of classified FeatureSets, in order."""
-    features, classifications, deletes, traits = [], [], [], []
+    features: list[tuple[Any, ...]] = []
+    classifications: list[tuple[Any, ...]] = []
+    deletes: list[tuple[Any, ...]] = []
+    traits: list[tuple[Any, ...]] = []
     for item in winners(items):
         fs, result = item.features, item.result
         guard = (fs.source, fs.proxy_wallet, fs.feature_date)
@@ -259,9 +262,9 @@ class Store:
     @classmethod
     async def open(cls, path: Path, busy_timeout_ms: int, read_connections: int = 1) -> Store:
         """Migrate the database, then open the writer and `read_connections` readers."""
-        with closing(connect(path, busy_timeout_ms)) as conn:
-            migrate(conn)
-        conns = []
+        with closing(connect(path, busy_timeout_ms)) as schema_conn:
+            migrate(schema_conn)
+        conns: list[aiosqlite.Connection] = []
         for _ in range(1 + read_connections):
             conn = await aiosqlite.connect(
                 path, timeout=busy_timeout_ms / 1000, isolation_level=None

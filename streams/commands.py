@@ -70,7 +70,7 @@ def command_generate(args: argparse.Namespace) -> int:
         raise InvalidMessage("options", str(exc)) from None
     started = time.monotonic()
     paths = write_dataset(dataset, args.out)
-    summary = {
+    summary: dict[str, Any] = {
         "wallets": len(dataset.wallets), "planted": len(dataset.labels), "end": end,
         "files": {kind: str(path) for kind, path in paths.items()},
         "seconds": round(time.monotonic() - started, 2),

@@ -8,9 +8,9 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 from faust.types import EventT, StreamT, TopicT
@@ -21,7 +21,7 @@ from streams.codec import dumps
 from streams.health import Health
 from streams.metrics import Metrics
 
-__all__ = ["Runtime", "acknowledge", "dead_letter_envelope", "is_transient"]
+__all__ = ["Runtime", "acknowledge", "dead_letter_envelope", "event_batches", "is_transient"]
 
 log = logging.getLogger("personas.runtime")
 
@@ -41,7 +41,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
 
 
-async def acknowledge(stream: StreamT[Any], events: Sequence[EventT]) -> None:
+def event_batches(
+    stream: StreamT[Any], size: int, within: float
+) -> AsyncIterator[Sequence[EventT[Any]]]:
+    """Batches of up to `size` events (waiting at most `within` s), never acknowledged by Faust.
+
+    `noack_take` yields the events themselves (its annotation says values); see `acknowledge`.
+    """
+    return cast(AsyncIterator[Sequence[EventT[Any]]], cast(Any, stream).noack_take(size, within))
+
+
+async def acknowledge(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:
     """Mark a finished batch safe to commit.
 
     Agents take batches with `noack_take`: Faust's `take`/`take_events` acknowledge a batch in a
@@ -53,7 +63,7 @@ async def acknowledge(stream: StreamT[Any], events: Sequence[EventT]) -> None:
         await stream.ack(event)
 
 
-def dead_letter_envelope(event: EventT, error: BaseException, failed_at: float) -> bytes:
+def dead_letter_envelope(event: EventT[Any], error: BaseException, failed_at: float) -> bytes:
     """The DLQ value (SPEC §2): the original bytes plus reason, error, topic, partition, offset."""
     message = event.message
     raw = message.value if isinstance(message.value, bytes) else b""
@@ -112,11 +122,11 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def dead_letter(self, event: EventT, error: BaseException) -> None:
+    async def dead_letter(self, event: EventT[Any], error: BaseException) -> None:
         """Send one failed message to its topic's DLQ and wait until the broker has it."""
         await self.dead_letter_all([(event, error)])
 
-    async def dead_letter_all(self, failed: Sequence[tuple[EventT, BaseException]]) -> None:
+    async def dead_letter_all(self, failed: Sequence[tuple[EventT[Any], BaseException]]) -> None:
         """Send a batch's failed messages to their DLQs and wait until the broker has them all.
 
         Sent together and awaited once: one at a time, each waits out the producer's linger, which
