@@ -59,6 +59,13 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
+def cli_env(isolated_env: dict[str, str], bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export the test's environment, so in-process `personas` commands use its broker and DB."""
+    for name, value in {**isolated_env, "PERSONAS_BROKER": bootstrap}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
 def settings(isolated_env: dict[str, str]) -> Settings:
     return load_settings(env=isolated_env)
 

@@ -13,7 +13,7 @@ from config.settings import Settings
 from streams.producer import publisher
 from streams.records import Trade, WalletDiscovered
 
-__all__ = ["publish", "publish_raw", "read_topic"]
+__all__ = ["consume_and_commit", "publish", "publish_raw", "read_topic"]
 
 
 def publish(
@@ -57,3 +57,30 @@ def read_topic(
             await consumer.stop()
 
     return asyncio.run(read())
+
+
+def consume_and_commit(
+    bootstrap: str, settings: Settings, group: str, topic: str, expected: int, timeout: float = 40
+) -> None:
+    """A plain group member reads `expected` messages of `topic`, commits and leaves."""
+
+    async def consume() -> None:
+        broker = settings.broker
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(broker.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
+            rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            seen = 0
+            async with asyncio.timeout(timeout):
+                while seen < expected:
+                    batch = await consumer.getmany(timeout_ms=200)
+                    seen += sum(len(records) for records in batch.values())
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    asyncio.run(consume())

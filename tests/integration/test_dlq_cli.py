@@ -54,12 +54,9 @@ def _letter(reason: str, value: bytes, offset: int, topic: str) -> bytes:
 def test_list_and_redrive_once(
     bootstrap: str,
     settings: Settings,
-    isolated_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in {**isolated_env, "PERSONAS_BROKER": bootstrap}.items():
-        monkeypatch.setenv(name, value)
     source = settings.topics.trades
     asyncio.run(ensure_topics(bootstrap, settings))
     letters = [

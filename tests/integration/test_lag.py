@@ -7,7 +7,7 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from config.settings import Settings
 from streams.cli import main
@@ -16,6 +16,7 @@ from streams.lag_monitor import monitor_lag
 from streams.metrics import Metrics
 from streams.ops.lag import PartitionLag, partition_status
 from streams.topics import ensure_topics
+from tests.integration.kafka import consume_and_commit
 
 PARTITIONS = 4
 AGE_S = 120
@@ -39,31 +40,6 @@ def _produce(bootstrap: str, topic: str, per_partition: int, age_s: float) -> No
     asyncio.run(send())
 
 
-def _consume(bootstrap: str, settings: Settings, group: str, topic: str, expected: int) -> None:
-    """The consumer: a plain group member that reads `expected` messages, commits and leaves."""
-
-    async def consume() -> None:
-        broker = settings.broker
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=int(broker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
-        )  # fmt: skip
-        await consumer.start()
-        try:
-            seen = 0
-            async with asyncio.timeout(40):
-                while seen < expected:
-                    batch = await consumer.getmany(timeout_ms=200)
-                    seen += sum(len(records) for records in batch.values())
-            await consumer.commit()
-        finally:
-            await consumer.stop()
-
-    asyncio.run(consume())
-
-
 def _lag(capsys: pytest.CaptureFixture[str], group: str) -> dict[str, object]:
     assert main(["lag", "--group", group, "--json"]) == 0
     groups = orjson.loads(capsys.readouterr().out)["groups"]
@@ -75,16 +51,13 @@ def _lag(capsys: pytest.CaptureFixture[str], group: str) -> dict[str, object]:
 def test_lag_while_stopped_and_after_catching_up(
     bootstrap: str,
     settings: Settings,
-    isolated_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in {**isolated_env, "PERSONAS_BROKER": bootstrap}.items():
-        monkeypatch.setenv(name, value)
     topic, group = settings.topics.discovered, settings.worker.app_id
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic, per_partition=3, age_s=0)
-    _consume(bootstrap, settings, group, topic, expected=3 * PARTITIONS)
+    consume_and_commit(bootstrap, settings, group, topic, expected=3 * PARTITIONS)
     caught_up = _lag(capsys, group)
     assert caught_up["lag_messages"] == 0 and caught_up["status"] == "OK"
 
@@ -118,7 +91,7 @@ def test_lag_while_stopped_and_after_catching_up(
     gauge = metrics.consumer_lag_messages.labels(group, topic, "0")._value.get()
     assert gauge == 5
 
-    _consume(bootstrap, settings, group, topic, expected=5 * PARTITIONS)
+    consume_and_commit(bootstrap, settings, group, topic, expected=5 * PARTITIONS)
     after = _lag(capsys, group)
     assert after["lag_messages"] == 0 and after["lag_seconds"] == 0
     assert after["status"] == "OK"

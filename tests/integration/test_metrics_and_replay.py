@@ -114,7 +114,7 @@ def test_replay_to_earliest_rewrites_the_same_rows(
     isolated_env: dict[str, str],
     settings: Settings,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     trades, wallets = load(bootstrap, settings, wallets=60, seed=6)
@@ -137,9 +137,6 @@ def test_replay_to_earliest_rewrites_the_same_rows(
         replayed_after = conn.execute("SELECT MAX(classified_at) FROM wallet_classifications")
         since = replayed_after.fetchone()[0]
 
-        for name, value in isolated_env.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("PERSONAS_BROKER", bootstrap)
         group, topic = settings.worker.app_id, settings.topics.discovered
         assert main(["replay", "--group", group, "--topic", topic, "--to", "earliest"]) == 0
         capsys.readouterr()

@@ -39,14 +39,7 @@ def _messages(bootstrap: str, settings: Settings, topic: str) -> int:
 
 
 @pytest.fixture
-def env(
-    bootstrap: str,
-    settings: Settings,
-    isolated_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Settings:
-    for name, value in {**isolated_env, "PERSONAS_BROKER": bootstrap}.items():
-        monkeypatch.setenv(name, value)
+def env(bootstrap: str, settings: Settings, cli_env: None) -> Settings:
     asyncio.run(ensure_topics(bootstrap, settings))
     return settings
 

@@ -13,6 +13,7 @@ from config.settings import Settings
 from streams.cli import main
 from streams.ops.offsets import committed_offsets
 from streams.topics import ensure_topics
+from tests.integration.kafka import consume_and_commit
 
 pytestmark = pytest.mark.slow
 
@@ -42,31 +43,6 @@ def _produce(bootstrap: str, topic: str) -> None:
     asyncio.run(send())
 
 
-def _consume_all(bootstrap: str, settings: Settings, group: str, topic: str) -> None:
-    """A plain consumer group reads everything, commits and leaves."""
-
-    async def consume() -> None:
-        broker = settings.broker
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=int(broker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
-        )  # fmt: skip
-        await consumer.start()
-        try:
-            seen = 0
-            async with asyncio.timeout(30):
-                while seen < PARTITIONS * PER_PARTITION:
-                    batch = await consumer.getmany(timeout_ms=200)
-                    seen += sum(len(records) for records in batch.values())
-            await consumer.commit()
-        finally:
-            await consumer.stop()
-
-    asyncio.run(consume())
-
-
 def _committed(bootstrap: str, settings: Settings, group: str, topic: str) -> list[int | None]:
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     found = asyncio.run(committed_offsets(bootstrap, settings, group, tps))
@@ -82,16 +58,13 @@ def _replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[s
 def test_replay_earliest_datetime_shift(
     bootstrap: str,
     settings: Settings,
-    isolated_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in {**isolated_env, "PERSONAS_BROKER": bootstrap}.items():
-        monkeypatch.setenv(name, value)
     topic, group = settings.topics.discovered, settings.worker.app_id
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic)
-    _consume_all(bootstrap, settings, group, topic)
+    consume_and_commit(bootstrap, settings, group, topic, PARTITIONS * PER_PARTITION)
     assert _committed(bootstrap, settings, group, topic) == [PER_PARTITION] * PARTITIONS
     base = ["--group", group, "--topic", topic]
 
@@ -133,12 +106,9 @@ def test_replay_earliest_datetime_shift(
 def test_replay_refuses_live_members(
     bootstrap: str,
     settings: Settings,
-    isolated_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in {**isolated_env, "PERSONAS_BROKER": bootstrap}.items():
-        monkeypatch.setenv(name, value)
     topic, group = settings.topics.discovered, settings.worker.app_id
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import orjson
 import pytest
 
+from agents.features import LifetimeStats, WindowFeatures
 from streams.codec import MAX_MESSAGE_BYTES, decode
 from streams.errors import InvalidMessage
-from streams.records import Trade, WalletDiscovered, parse_timestamp
+from streams.records import FeatureSet, Trade, WalletDiscovered, parse_timestamp
 
 WALLET = "0x" + "Ab" * 20
 GOOD_TRADE = {
@@ -98,3 +100,10 @@ def test_discovery_rejects_bad_times(value: object) -> None:
 def test_parse_timestamp_treats_naive_iso_as_utc() -> None:
     assert parse_timestamp("1970-01-01T00:01:00") == 60
     assert parse_timestamp("60") == 60
+
+
+def test_feature_set_carries_exactly_the_core_fields() -> None:
+    # The topic schema is spelled out on purpose (it is a wire contract); this keeps it in step.
+    core = [f.name for cls in (WindowFeatures, LifetimeStats) for f in dataclasses.fields(cls)]
+    envelope = ["proxy_wallet", "window_days", "as_of", "feature_date", "source", "computed_at"]
+    assert list(FeatureSet.model_fields) == envelope + core
