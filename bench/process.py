@@ -50,10 +50,10 @@ def _tree_rss(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in tree)
 
 
-def run_measured(argv: list[str]) -> Run:
-    """Run `python argv…`; it must print one JSON object on stdout. Raise if it fails."""
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run `python argv…` (in `env`); it must print one JSON object on stdout. Raise if it fails."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, env=env)
     peak = 0
     stop = threading.Event()
 

@@ -1,0 +1,678 @@
+"""Streaming benchmarks through the embedded broker, on the cached bench database (SPEC §7, §10).
+
+Every variant runs real `personas run` worker processes against a private copy of the database,
+with their own topic prefix and consumer group, and records the peak RSS of the worker tree.
+
+- `ingest`: trades from the bench database through the `trades` topic into an empty database,
+  against `personas import` of the same trades from a JSONL file.
+- `on-demand`: discoveries published as fast as possible, until the last one is accounted for
+  (classified, or recorded `insufficient`); per-stage rates from each worker's /metrics; then the
+  same with a second worker in the same group (partition split, one leader for the rebuild).
+- `latency`: discoveries at a fixed rate; publish → committed classification, per discovery.
+- `classifier`: FeatureSets straight onto `wallet-features`: batched transactions against one
+  commit per message.
+- `concurrency`: the feature agent at concurrency 1 / 4 / 10 / 32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import Context, Measurement, benchmark
+from bench.dataset import BenchData, bench_database
+from bench.process import _tree_rss, run_measured
+
+__all__ = ["classifier_benchmark", "concurrency_benchmark", "ingest_benchmark"]
+
+POLL_S = 0.05
+STARTUP_TIMEOUT_S = 60.0
+STALL_TIMEOUT_S = 60.0
+# Messages in flight per producer before awaiting their deliveries.
+PUBLISH_WINDOW = 20_000
+RSS_SAMPLE_S = 0.2
+PROFILE_DIR = os.environ.get("BENCH_PROFILE", "")
+
+TRADES_SQL = """SELECT trade_id, proxy_wallet, condition_id, side, size, price, timestamp
+FROM trades ORDER BY rowid"""
+
+
+# --------------------------------------------------------------------------------------------
+# Harness: a broker, database copies, worker processes, publishing, metrics
+
+
+@dataclass
+class Run:
+    """One isolated run: its database, topic prefix and consumer group."""
+
+    bootstrap: str
+    db: Path
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def env(self, **overrides: Any) -> dict[str, str]:
+        env = {
+            "PERSONAS_DB": str(self.db),
+            "PERSONAS_BROKER": self.bootstrap,
+            "PERSONAS_TOPICS__PREFIX": f"bench-{self.tag}-",
+            "PERSONAS_WORKER__APP_ID": f"bench-{self.tag}",
+            # The bench measures throughput, not the lag monitor.
+            "PERSONAS_WORKER__LAG_CHECK_INTERVAL_S": "30",
+        }
+        env.update({f"PERSONAS_{key.upper()}": str(value) for key, value in overrides.items()})
+        return env
+
+    def settings(self, **overrides: Any) -> Any:
+        from config.settings import load_settings
+
+        return load_settings(env=self.env(**overrides))
+
+
+@contextmanager
+def broker(workdir: Path) -> Iterator[str]:
+    from streams.broker import EmbeddedBroker
+
+    embedded = EmbeddedBroker(log_path=workdir / "broker.log")
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="personas-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def copy_db(source: Path, target: Path) -> Path:
+    """A private copy of the bench database without any derived rows."""
+    shutil.copyfile(source, target)
+    with closing(sqlite3.connect(target)) as conn:
+        for table in ("wallet_features", "wallet_classifications", "wallet_traits", "wallets"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.commit()
+    return target
+
+
+def empty_db(target: Path) -> Path:
+    from agents.store import connect, migrate
+
+    with closing(connect(target)) as conn:
+        migrate(conn)
+    return target
+
+
+class Worker:
+    """A `personas run` process; its tree's RSS is sampled until it stops."""
+
+    def __init__(self, run: Run, log_dir: Path, **overrides: Any) -> None:
+        from streams.broker import free_port
+
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONAS_")}
+        env.update(run.env(**overrides))
+        env["PERSONAS_WORKER__WEB_PORT"] = str(self.port)
+        self.log = log_dir / f"worker-{run.tag}-{self.port}.log"
+        command = [sys.executable, "-m", "streams.cli", "run", "--no-rebuild"]
+        if PROFILE_DIR:  # BENCH_PROFILE=DIR: a py-spy profile of every worker, for the record
+            out_file = Path(PROFILE_DIR) / f"{self.log.stem}.txt"
+            command = [str(Path(sys.executable).with_name("py-spy")), "record", "-f", "raw",
+                       "-o", str(out_file), "--", *command]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, _tree_rss(self.process.pid))
+            self._stop.wait(RSS_SAMPLE_S)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return self.peak_rss / 2**20
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics samples, by `name{label=value,…}`."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}"] = sample.value
+        return out
+
+    def health(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return dict(orjson.loads(response.read()))
+        except urllib.error.HTTPError as exc:  # 503 still carries the report
+            return dict(orjson.loads(exc.read()))
+
+    def stop(self) -> None:
+        if self.alive():
+            # py-spy writes its profile on SIGINT (and the worker stops on it too).
+            self.process.send_signal(signal.SIGINT if PROFILE_DIR else signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stop.set()
+        self._sampler.join()
+
+
+def metric_sum(samples: dict[str, float], name: str) -> float:
+    return sum(v for k, v in samples.items() if k.startswith(name + "{"))
+
+
+def histogram_quantile(samples: dict[str, float], name: str, q: float) -> float | None:
+    """The q-quantile of a Prometheus histogram, interpolated inside its bucket."""
+    buckets = sorted(
+        (math.inf if key.endswith("le=+Inf}") else float(key.split("le=")[1].rstrip("}")), value)
+        for key, value in samples.items()
+        if key.startswith(f"{name}_bucket{{")
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank, below, lower = q * buckets[-1][1], 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        below, lower = count, upper
+    return None
+
+
+async def _publish(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes, bytes]],
+    rate: float | None = None,
+    on_send: Callable[[bytes], None] | None = None,
+) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=512 * 1024,
+        max_request_size=4 * 2**20,
+    )  # fmt: skip
+    await producer.start()
+    sent, pending, started = 0, [], time.monotonic()
+    try:
+        for queued, (key, value) in enumerate(messages):
+            if rate:
+                ahead = started + queued / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if on_send is not None:
+                on_send(key)
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= (PUBLISH_WINDOW if rate is None else max(1, int(rate))):
+                await asyncio.gather(*pending)
+                sent += len(pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        return sent + len(pending)
+    finally:
+        await producer.stop()
+
+
+def publish(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]], **kw: Any) -> int:
+    return asyncio.run(_publish(bootstrap, topic, messages, **kw))
+
+
+def ensure_topics(run: Run, **overrides: Any) -> Any:
+    from streams.topics import ensure_topics as create
+
+    settings = run.settings(**overrides)
+    asyncio.run(create(run.bootstrap, settings))
+    return settings
+
+
+def wait_until(
+    label: str,
+    done: Callable[[], int],
+    total: int,
+    workers: list[Worker],
+    poll: float = POLL_S,
+    on_poll: Callable[[], None] | None = None,
+) -> float:
+    """Poll `done()` until it reaches `total`; return the monotonic time it did."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        current = done()
+        now = time.monotonic()
+        if on_poll is not None:
+            on_poll()
+        if current >= total:
+            return now
+        for worker in workers:
+            if not worker.alive():
+                raise RuntimeError(f"{label}: worker exited; see {worker.log}")
+        if current != last:
+            last, last_change = current, now
+        elif now - last_change > STALL_TIMEOUT_S:
+            raise RuntimeError(f"{label}: stuck at {current}/{total}; see {workers[0].log}")
+        time.sleep(poll)
+
+
+def count(db: Path, sql: str, *params: Any) -> int:
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
+        return int(conn.execute(sql, params).fetchone()[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Ingest: topic vs `personas import`
+
+
+def _trade_messages(source: Path, limit: int) -> Iterator[tuple[bytes, bytes]]:
+    with closing(sqlite3.connect(source)) as conn:
+        for trade_id, wallet, market, side, size, price, ts in conn.execute(
+            TRADES_SQL + " LIMIT ?", (limit,)
+        ):
+            value = orjson.dumps({
+                "trade_id": trade_id, "proxy_wallet": wallet, "condition_id": market,
+                "side": side, "size": size, "price": price, "timestamp": ts,
+            })  # fmt: skip
+            yield wallet.encode(), value
+
+
+@benchmark("ingest")
+def ingest_benchmark(context: Context) -> list[Measurement]:
+    """Trades through the topic into SQLite, against `personas import` of the same trades."""
+    data = bench_database(context.data_dir)
+    total = min(data.trades, 200_000 if context.quick else 2_000_000)
+    out = []
+    with workdir() as tmp:
+        jsonl = tmp / "trades.jsonl"
+        with jsonl.open("wb") as handle:
+            for _, value in _trade_messages(data.path, total):
+                handle.write(value + b"\n")
+        db = empty_db(tmp / "import.db")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONAS_")}
+        env["PERSONAS_DB"] = str(db)
+        imported = _run_import(jsonl, env)
+        stored = count(db, "SELECT COUNT(*) FROM trades")
+        out.append(Measurement(
+            "personas import (JSONL file)", imported.wall_s, stored, unit="trades",
+            peak_rss_mb=imported.peak_rss_mb, note="process start to exit, one file",
+        ))  # fmt: skip
+        jsonl.unlink()
+        db.unlink()
+        with broker(tmp) as bootstrap:
+            run = Run(bootstrap, empty_db(tmp / "topic.db"))
+            settings = ensure_topics(run)
+            began = time.monotonic()
+            messages = _trade_messages(data.path, total)
+            published = publish(bootstrap, settings.topics.trades, messages)
+            publish_s = time.monotonic() - began
+            worker = Worker(run, tmp)
+            try:
+                started = time.monotonic()
+                first: list[tuple[float, int]] = []
+
+                def stored_now() -> int:
+                    n = count(run.db, "SELECT COUNT(*) FROM trades")
+                    if n and not first:
+                        first.append((time.monotonic(), n))
+                    return n
+
+                finished = wait_until("ingest", stored_now, published, [worker], poll=0.1)
+                samples = worker.metrics()
+            finally:
+                worker.stop()
+            (first_at, first_n) = first[0]
+            steady_s = finished - first_at
+            stored = metric_sum(samples, "personas_trades_ingested_total")
+            out.append(Measurement(
+                "trades topic → SQLite", steady_s, published - first_n, unit="trades",
+                peak_rss_mb=worker.peak_rss_mb, baseline="personas import (JSONL file)",
+                note=(f"first to last stored; incl. worker start {finished - started:.1f}s; "
+                      f"pre-published at {published / publish_s:,.0f}/s; target ≥ 20,000/s"),
+                extra={"published": published, "publish_s": publish_s,
+                       "with_startup_s": finished - started, "ingested_metric": stored},
+            ))  # fmt: skip
+    if total < data.trades:
+        out[-1].note += f"; {total:,} of {data.trades:,} trades"
+    return out
+
+
+def _run_import(jsonl: Path, env: dict[str, str]) -> Any:
+    return run_measured(["-m", "streams.cli", "import", "trades", str(jsonl), "--json"], env=env)
+
+
+# --------------------------------------------------------------------------------------------
+# On demand: throughput, scale-out, latency, concurrency
+
+
+def discovery_messages(wallets: list[str], as_of: int) -> Iterator[tuple[bytes, bytes]]:
+    for wallet in wallets:
+        value = orjson.dumps({"proxy_wallet": wallet, "discovered_at": as_of, "source": "bench"})
+        yield wallet.encode(), value
+
+
+ACCOUNTED_SQL = """SELECT (SELECT COUNT(*) FROM wallet_classifications)
+     + (SELECT COUNT(*) FROM wallets WHERE on_demand_status = 'insufficient')"""
+
+
+def all_wallets(data: BenchData) -> list[str]:
+    with closing(sqlite3.connect(data.path)) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT DISTINCT proxy_wallet FROM trades ORDER BY proxy_wallet")]  # fmt: skip
+
+
+def busy_wallets(data: BenchData, n: int) -> list[str]:
+    """Wallets with the most trades in the on-demand window: nearly all of them get classified."""
+    since = data.as_of - 30 * 86_400
+    with closing(sqlite3.connect(data.path)) as conn:
+        return [row[0] for row in conn.execute(
+            """SELECT proxy_wallet FROM trades WHERE timestamp BETWEEN ? AND ?
+               GROUP BY proxy_wallet ORDER BY COUNT(*) DESC, proxy_wallet LIMIT ?""",
+            (since, data.as_of, n))]  # fmt: skip
+
+
+@dataclass
+class OnDemandResult:
+    seconds: float
+    discoveries: int
+    peak_rss_mb: float
+    per_worker: list[dict[str, float]]
+    stage_rates: dict[str, float]
+    leaders: int | None = None
+
+
+def warm_up(run: Run, settings: Any, wallet: str, as_of: int, workers: list[Worker]) -> None:
+    """One discovery through the pipeline: the groups have joined and the store is open."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    publish(run.bootstrap, settings.topics.discovered, discovery_messages([wallet], as_of))
+    while count(run.db, ACCOUNTED_SQL) < 1:
+        if time.monotonic() > deadline or not all(w.alive() for w in workers):
+            raise RuntimeError(f"workers did not start; see {workers[0].log}")
+        time.sleep(POLL_S)
+
+
+def on_demand_run(
+    data: BenchData, tmp: Path, bootstrap: str, wallets: list[str], workers: int = 1,
+    **overrides: Any,
+) -> OnDemandResult:  # fmt: skip
+    """Publish discoveries as fast as possible; time until every one is accounted for."""
+    run = Run(bootstrap, copy_db(data.path, tmp / f"od-{uuid.uuid4().hex[:6]}.db"))
+    settings = ensure_topics(run, **overrides)
+    procs = [Worker(run, tmp, **overrides) for _ in range(workers)]
+    try:
+        warm_up(run, settings, wallets[0], data.as_of, procs)
+        if workers > 1:  # both members in the group: partitions split before we measure
+            time.sleep(settings.broker.rebalance_timeout_s + 2)
+        measured = wallets[1:]
+        base = [p.metrics() for p in procs]
+        timeline: list[tuple[float, float, float]] = []
+
+        def sample() -> None:
+            if len(timeline) == 0 or time.monotonic() - timeline[-1][0] >= 0.25:
+                m = [p.metrics() for p in procs]
+                timeline.append((
+                    time.monotonic(),
+                    sum(metric_sum(x, "personas_on_demand_features_total") for x in m),
+                    sum(metric_sum(x, "personas_classifications_total") for x in m),
+                ))  # fmt: skip
+
+        started = time.monotonic()
+        publish(bootstrap, settings.topics.discovered, discovery_messages(measured, data.as_of))
+        finished = wait_until(
+            "on-demand", lambda: count(run.db, ACCOUNTED_SQL) - 1, len(measured), procs,
+            on_poll=sample,
+        )  # fmt: skip
+        sample()
+        after = [p.metrics() for p in procs]
+        leaders = sum(bool(p.health().get("leader")) for p in procs) if workers > 1 else None
+    finally:
+        for p in procs:
+            p.stop()
+        run.db.unlink(missing_ok=True)
+    per_worker = [
+        {
+            "features": metric_sum(a, "personas_on_demand_features_total")
+            - metric_sum(b, "personas_on_demand_features_total"),
+            "classified": metric_sum(a, "personas_classifications_total")
+            - metric_sum(b, "personas_classifications_total"),
+            "p99_compute_s": histogram_quantile(
+                a, "personas_on_demand_features_duration_seconds", 0.99) or 0.0,
+        }
+        for a, b in zip(after, base, strict=True)
+    ]  # fmt: skip
+    return OnDemandResult(
+        finished - started,
+        len(measured),
+        sum(p.peak_rss_mb for p in procs),
+        per_worker,
+        {"features": _stage_rate(timeline, 1), "classifier": _stage_rate(timeline, 2)},
+        leaders,
+    )
+
+
+def _stage_rate(timeline: list[tuple[float, float, float]], column: int) -> float:
+    """A stage's own rate: counted items over the span from its first to its last increase."""
+    points = [(row[0], row[column]) for row in timeline]
+    if len(points) < 2:
+        return 0.0
+    start = next((i for i in range(1, len(points)) if points[i][1] > points[0][1]), None)
+    end = next((i for i in range(len(points)) if points[i][1] >= points[-1][1]), None)
+    if start is None or end is None or end <= start - 1:
+        return 0.0
+    t0, c0 = points[start - 1]
+    t1, c1 = points[end]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+@benchmark("on-demand")
+def on_demand_benchmark(context: Context) -> list[Measurement]:
+    """20,000 discoveries end to end, one worker vs two in the same group."""
+    data = bench_database(context.data_dir)
+    wallets = all_wallets(data)[: (2_001 if context.quick else 20_001)]
+    out = []
+    with workdir() as tmp, broker(tmp) as bootstrap:
+        for workers in (1, 2):
+            result = on_demand_run(data, tmp, bootstrap, wallets, workers=workers)
+            split = ", ".join(f"{w['features']:,.0f}" for w in result.per_worker)
+            note = (f"stage rates: features {result.stage_rates['features']:,.0f}/s, "
+                    f"classifier {result.stage_rates['classifier']:,.0f}/s")  # fmt: skip
+            if workers == 1:
+                name = "on-demand, 1 worker"
+                note += "; target ≥ 1,000/s"
+            else:
+                name = "on-demand, 2 workers (same group)"
+                note += f"; discoveries per worker {split}; leaders {result.leaders}"
+            out.append(Measurement(
+                name, result.seconds, result.discoveries, unit="discoveries",
+                peak_rss_mb=result.peak_rss_mb,
+                baseline=None if workers == 1 else "on-demand, 1 worker", note=note,
+                extra={"per_worker": result.per_worker, "stage_rates": result.stage_rates,
+                       "leaders": result.leaders, "workers": workers},
+            ))  # fmt: skip
+    return out
+
+
+@benchmark("concurrency")
+def concurrency_benchmark(context: Context) -> list[Measurement]:
+    """The feature agent's concurrency: where more discoveries at once stop helping."""
+    data = bench_database(context.data_dir)
+    wallets = all_wallets(data)[: (1_001 if context.quick else 5_001)]
+    out = []
+    with workdir() as tmp, broker(tmp) as bootstrap:
+        for level in (1, 4, 10, 32):
+            result = on_demand_run(data, tmp, bootstrap, wallets, features__concurrency=level)
+            p99 = result.per_worker[0]["p99_compute_s"]
+            out.append(Measurement(
+                f"feature agent concurrency {level}", result.seconds, result.discoveries,
+                unit="discoveries", peak_rss_mb=result.peak_rss_mb,
+                baseline=None if level == 1 else "feature agent concurrency 1",
+                note=(f"p99 read+compute per wallet {p99 * 1000:.1f} ms; "
+                      f"features stage {result.stage_rates['features']:,.0f}/s"),
+                extra={"p99_compute_s": p99, "stage_rates": result.stage_rates},
+            ))  # fmt: skip
+    return out
+
+
+@benchmark("latency")
+def latency_benchmark(context: Context) -> list[Measurement]:
+    """Discoveries at a fixed rate: publish → committed classification, per discovery."""
+    data = bench_database(context.data_dir)
+    rate, seconds = 200, (10 if context.quick else 30)
+    wallets = busy_wallets(data, rate * seconds + 1)
+    with workdir() as tmp, broker(tmp) as bootstrap:
+        run = Run(bootstrap, copy_db(data.path, tmp / "latency.db"))
+        settings = ensure_topics(run)
+        worker = Worker(run, tmp)
+        try:
+            warm_up(run, settings, wallets[0], data.as_of, [worker])
+            with closing(sqlite3.connect(run.db, timeout=30)) as conn:
+                last_rowid = conn.execute(
+                    "SELECT COALESCE(MAX(rowid), 0) FROM wallet_classifications"
+                ).fetchone()[0]
+            sent: dict[str, float] = {}
+            committed: dict[str, float] = {}
+            measured = wallets[1:]
+            stop = threading.Event()
+
+            def watch() -> None:  # sees each classification row as soon as it is committed
+                nonlocal last_rowid
+                with closing(sqlite3.connect(run.db, timeout=30)) as conn:
+                    while not stop.is_set():
+                        rows = conn.execute(
+                            "SELECT rowid, proxy_wallet FROM wallet_classifications "
+                            "WHERE rowid > ?", (last_rowid,)).fetchall()  # fmt: skip
+                        now = time.time()
+                        for rowid, wallet in rows:
+                            committed.setdefault(wallet, now)
+                            last_rowid = max(last_rowid, rowid)
+                        time.sleep(0.002)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            started = time.monotonic()
+            publish(
+                bootstrap, settings.topics.discovered, discovery_messages(measured, data.as_of),
+                rate=rate, on_send=lambda key: sent.__setitem__(key.decode(), time.time()),
+            )  # fmt: skip
+            wait_until("latency", lambda: count(run.db, ACCOUNTED_SQL) - 1, len(measured), [worker])
+            wall = time.monotonic() - started
+            time.sleep(0.05)
+            stop.set()
+            watcher.join()
+        finally:
+            worker.stop()
+    latencies = sorted(committed[w] - sent[w] for w in committed if w in sent)
+    pct = {q: _percentile(latencies, q) * 1000 for q in (50, 95, 99, 100)}
+    return [Measurement(
+        f"on-demand latency at {rate}/s", wall, len(measured), unit="discoveries",
+        peak_rss_mb=worker.peak_rss_mb,
+        note=(f"publish → committed classification ({len(latencies):,} classified): "
+              f"p50 {pct[50]:.0f} ms, p95 {pct[95]:.0f} ms, p99 {pct[99]:.0f} ms, "
+              f"max {pct[100]:.0f} ms; target p99 ≤ 250 ms"),
+        extra={"rate": rate, "classified": len(latencies), "p50_ms": pct[50], "p95_ms": pct[95],
+               "p99_ms": pct[99], "max_ms": pct[100]},
+    )]  # fmt: skip
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, math.ceil(q / 100 * len(values)) - 1))
+    return values[index]
+
+
+# --------------------------------------------------------------------------------------------
+# Classifier: batched vs one commit per message
+
+
+def feature_messages(data: BenchData, wallets: list[str]) -> list[tuple[bytes, bytes]]:
+    """30-day FeatureSets (on_demand) of the wallets that have enough settled trades."""
+    from agents.features import wallet_features
+    from agents.store import connect, fills_for_wallet
+    from streams.codec import encode
+    from streams.records import build_feature_set
+
+    out = []
+    with closing(connect(data.path)) as conn:
+        for wallet in wallets:
+            windows, lifetime = wallet_features(fills_for_wallet(conn, wallet, data.as_of),
+                                                data.as_of, (30,))  # fmt: skip
+            if windows[30].round_trips < 5:
+                continue
+            fs = build_feature_set(wallet, 30, data.as_of, "on_demand", windows[30], lifetime,
+                                   time.time())  # fmt: skip
+            out.append((wallet.encode(), encode(fs)))
+    return out
+
+
+@benchmark("classifier")
+def classifier_benchmark(context: Context) -> list[Measurement]:
+    """FeatureSets/s into SQLite: one transaction per batch vs one per message."""
+    data = bench_database(context.data_dir)
+    messages = feature_messages(data, busy_wallets(data, 1_000 if context.quick else 5_000))
+    out = []
+    with workdir() as tmp, broker(tmp) as bootstrap:
+        for batch_max, name in ((1, "one commit per message"), (None, "batched (default)")):
+            overrides = {} if batch_max is None else {"classifier__batch_max": batch_max}
+            run = Run(bootstrap, copy_db(data.path, tmp / f"cls-{batch_max}.db"))
+            settings = ensure_topics(run, **overrides)
+            publish(bootstrap, settings.topics.features, messages)
+            worker = Worker(run, tmp, **overrides)
+            first: list[float] = []
+
+            def done() -> int:
+                n = count(run.db, "SELECT COUNT(*) FROM wallet_classifications")  # noqa: B023
+                if n and not first:  # noqa: B023
+                    first.append(time.monotonic())  # noqa: B023
+                return n
+
+            try:
+                finished = wait_until("classifier", done, len(messages), [worker], poll=0.02)
+                samples = worker.metrics()
+            finally:
+                worker.stop()
+                run.db.unlink(missing_ok=True)
+            batches = samples.get("personas_classifier_batch_size_count{}", 0.0)
+            out.append(Measurement(
+                f"classifier, {name}", finished - first[0], len(messages), unit="FeatureSets",
+                peak_rss_mb=worker.peak_rss_mb,
+                baseline=None if batch_max == 1 else "classifier, one commit per message",
+                note=f"first to last committed; {batches:,.0f} transactions"
+                + ("; target ≥ 10× baseline" if batch_max is None else ""),
+                extra={"transactions": batches},
+            ))  # fmt: skip
+    return out
