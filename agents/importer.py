@@ -56,15 +56,12 @@ class ImportReport:
 def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(handle)
     for row in reader:
-        converted: dict[str, Any] = {}
-        for key, value in row.items():
-            if key is None:
-                raise InvalidMessage("<row>", f"line {reader.line_num}: more values than columns")
-            converted[key] = value
-        yield reader.line_num, converted
+        yield reader.line_num, row
 
 
 def _coerce_csv(row: dict[str, Any]) -> dict[str, Any]:
+    if None in row:  # DictReader's key for values beyond the header
+        raise InvalidMessage("<row>", "more values than columns")
     for name, convert in _CSV_NUMBERS.items():
         value = row.get(name)
         if isinstance(value, str):
@@ -86,14 +83,7 @@ def read_records(
             rows = _csv_rows(handle)
         else:
             rows = ((number, text) for number, text in enumerate(handle, 1) if text.strip())
-        while True:
-            try:
-                line, raw = next(rows)
-            except StopIteration:
-                return
-            except InvalidMessage as exc:  # a malformed CSV line: keep going
-                errors.append(RowError(0, exc.field, exc.reason))
-                continue
+        for line, raw in rows:
             try:
                 if is_csv:
                     data = _coerce_csv(raw)

@@ -108,7 +108,12 @@ class EmbeddedBroker:
         self.port = self.port or free_port()
         url = f"tcp://127.0.0.1:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {key: value for key, value in os.environ.items() if not key.endswith("_URL")}
+        # Tansu reads LISTENER_URL, STORAGE_ENGINE… from the environment: keep only our flags.
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.endswith("_URL") and key != "STORAGE_ENGINE"
+        }
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,

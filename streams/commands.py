@@ -20,7 +20,7 @@ from config.settings import Settings, load_settings
 from streams.codec import dumps
 from streams.errors import InvalidMessage, WalletError
 from streams.progress import Progress
-from streams.records import parse_timestamp
+from streams.records import normalise_wallet, parse_timestamp
 
 __all__ = ["command_classify", "command_features", "command_generate", "command_import"]
 
@@ -43,10 +43,8 @@ def timestamp_arg(text: str | None, name: str, default: int | None = None) -> in
 
 
 def wallet_arg(text: str) -> str:
-    from streams.records import _wallet
-
     try:
-        return _wallet(text)
+        return normalise_wallet(text)
     except ValueError as exc:
         raise InvalidMessage("WALLET", f"{exc} (got {text!r})") from None
 

@@ -18,6 +18,7 @@ __all__ = [
     "Wallet",
     "WalletDiscovered",
     "build_feature_set",
+    "normalise_wallet",
     "parse_timestamp",
     "split_feature_set",
 ]
@@ -25,7 +26,8 @@ __all__ = [
 _HEX = frozenset("0123456789abcdef")
 
 
-def _wallet(value: str) -> str:
+def normalise_wallet(value: str) -> str:
+    """A wallet address in lower case; ValueError unless it is 0x and 40 hex characters."""
     lowered = value.lower()
     if len(lowered) != 42 or not lowered.startswith("0x") or not _HEX.issuperset(lowered[2:]):
         raise ValueError("must be 0x followed by 40 hex characters")
@@ -60,7 +62,7 @@ def parse_timestamp(value: Any) -> int:
     raise ValueError("must be epoch seconds or ISO-8601 text")
 
 
-Wallet = Annotated[str, AfterValidator(_wallet)]
+Wallet = Annotated[str, AfterValidator(normalise_wallet)]
 Finite = Annotated[float, AfterValidator(_finite)]
 Timestamp = Annotated[int, BeforeValidator(parse_timestamp), Field(ge=0)]
 Source = Literal["on_demand", "batch"]
@@ -96,7 +98,7 @@ class WalletDiscovered(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
-    proxy_wallet: Annotated[str, Field(strict=True), AfterValidator(_wallet)]
+    proxy_wallet: Annotated[str, Field(strict=True), AfterValidator(normalise_wallet)]
     discovered_at: Timestamp
     source: str = Field(strict=True, max_length=200)
 
