@@ -17,7 +17,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +79,14 @@ def _api_versions_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     return len(header) == 8 and struct.unpack(">ii", header)[1] == 7
 
 
-def wait_until_ready(bootstrap: str, timeout: float = READY_TIMEOUT_S) -> bool:
-    """Poll the first bootstrap server until it answers a Kafka request, or the timeout passes."""
+def wait_until_ready(
+    bootstrap: str, timeout: float = READY_TIMEOUT_S, alive: Callable[[], bool] = lambda: True
+) -> bool:
+    """Poll the first bootstrap server until it answers a Kafka request; give up at the timeout
+    or as soon as `alive()` says the broker process is gone."""
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         if _api_versions_answers(host, int(port)):
             return True
         time.sleep(READY_POLL_S)
@@ -121,8 +124,9 @@ class EmbeddedBroker:
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
             )  # fmt: skip
-        if not wait_until_ready(self.bootstrap):
-            code = self.process.poll()
+        process = self.process
+        if not wait_until_ready(self.bootstrap, alive=lambda: process.poll() is None):
+            code = process.poll()
             self.stop()
             why = f"exited with status {code}" if code is not None else "did not answer in time"
             raise BrokerError(f"embedded broker {why}; see {self.log_path}")
