@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.types import EventT
 from mode import Service
@@ -163,9 +163,9 @@ class TradeIngest(Service):
         assert self._consumer is not None
         try:
             await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group rebalanced under us: the new owner re-reads these trades, and
-            # INSERT OR IGNORE makes that harmless.
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us, or the partitions are no longer ours: the new
+            # owner re-reads these trades, and INSERT OR IGNORE makes that harmless.
             log.warning("ingest offsets not committed (group rebalanced): %s", exc)
 
 
