@@ -79,6 +79,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         rebuild_agent.register(app, runtime, topics)
     _register_pages(app, runtime)
     _register_lag_monitor(app, runtime, bootstrap)
+    _register_broker_guard(app, runtime, bootstrap)
     app.personas_runtime = runtime  # type: ignore[attr-defined]
     return app
 
@@ -91,6 +92,16 @@ def _register_lag_monitor(app: faust.App, runtime: Runtime, bootstrap: str) -> N
     @app.task
     async def lag_monitor() -> None:
         await monitor_lag(bootstrap, runtime.settings, runtime.metrics, runtime.health, interval)
+
+
+def _register_broker_guard(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+    from streams.offset_guard import BrokerGuard
+
+    guard = BrokerGuard(bootstrap, runtime.settings, runtime.metrics, runtime.health)
+
+    @app.task
+    async def broker_guard() -> None:
+        await guard.run()
 
 
 def _register_pages(app: faust.App, runtime: Runtime) -> None:
