@@ -18,6 +18,7 @@ from agents.store import connect, migrate
 from config.settings import Settings, load_settings
 from streams.app import build_app
 from streams.broker import broker_for
+from streams.offset_guard import reset_lost_offsets
 from streams.topics import ensure_topics
 
 __all__ = ["command_run", "prepare", "run_worker"]
@@ -66,6 +67,8 @@ class Worker(faust.Worker):
 def prepare(settings: Settings, bootstrap: str) -> None:
     """Create the topics and the database schema; safe to repeat."""
     asyncio.run(ensure_topics(bootstrap, settings))
+    # A broker that lost its log: start those partitions over (policy in streams.offset_guard).
+    asyncio.run(reset_lost_offsets(bootstrap, settings))
     with closing(connect(settings.database.path, settings.database.busy_timeout_ms)) as conn:
         migrate(conn)
 
