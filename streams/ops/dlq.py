@@ -5,7 +5,9 @@ the source topic/partition/offset, the time, and the original bytes (`value`, or
 `value_base64` when they were not UTF-8); its key is the original key.
 
 `list` groups them by reason (the reason without the offending value, so that one kind of
-failure is one line), with counts and sample offsets.
+failure is one line), with counts and sample offsets. Dead-lettering is at-least-once (a worker
+killed between the DLQ send and its commit sends a letter again), so letters are counted, listed
+and re-driven once per source topic/partition/offset.
 
 `redrive` sends the original key and bytes back to the source topic, after a fix. It is
 idempotent: it reads as the consumer group `<app_id>-dlq-redrive` and commits after the broker
@@ -100,6 +102,20 @@ class DeadLetter:
             envelope.get("offset"), envelope.get("failed_at"), value,
         )  # fmt: skip
 
+    def copy_of(self, seen: set[tuple[str, int, int]]) -> bool:
+        """True if a letter for the same source message is in `seen` (else it is added to it).
+
+        Dead-lettering is at-least-once: a worker killed between the DLQ send and its offset
+        commit sends the letter again. The source topic/partition/offset identify the message.
+        """
+        if not self.topic or self.partition is None or self.offset is None:
+            return False
+        source = (self.topic, self.partition, self.offset)
+        if source in seen:
+            return True
+        seen.add(source)
+        return False
+
     @property
     def redrivable(self) -> bool:
         return bool(self.topic) and self.error != "UnreadableEnvelope"
@@ -162,9 +178,12 @@ async def list_dead_letters(
         records = await _read_until(consumer, {tp: span.end for tp, span in ranges.items()})
     groups: dict[tuple[str, str, str], ReasonGroup] = {}
     total = 0
+    seen: set[tuple[str, int, int]] = set()
     for record in records:
         letter = DeadLetter.from_record(record)
         if reason and reason.lower() not in letter.reason.lower():
+            continue
+        if letter.copy_of(seen):
             continue
         total += 1
         key = (letter.dlq_topic, reason_key(letter.reason), letter.error)
@@ -212,10 +231,15 @@ async def redrive(
         if set(tps) - assigned:
             raise WalletError(f"group {group} did not get every DLQ partition; try again")
         ends = {tp: ranges[tp].end for tp in tps}
+        seen: set[tuple[str, int, int]] = set()
         for record in await _read_until(consumer, ends):
             tp = TopicPartition(record.topic, record.partition)
             letter = DeadLetter.from_record(record)
             stuck = report.left > 0  # per run: the commit stops at the first letter left behind
+            if letter.copy_of(seen):  # a copy of a letter already sent in this run
+                if not stuck:
+                    await consumer.commit({tp: record.offset + 1})
+                continue
             if not letter.redrivable:
                 report.unreadable += 1
                 report.left += 1
