@@ -49,6 +49,7 @@ from agents.store import (
     transaction,
 )
 from config.settings import Settings
+from streams.ops.dlq import list_dead_letters
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import dlq_name, ensure_topics
 from tests.conftest import wait_until
@@ -315,6 +316,11 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
             bootstrap, topics.discovered, len(sent_bad_discoveries), timeout=60
         )
         assert harness.stop() == 0, harness.log.read_text()[-3000:]
+        # `personas dlq list` counts a letter re-sent after a kill once.
+        for topic, sent in ((topics.trades, sent_bad_trades),
+                            (topics.discovered, sent_bad_discoveries)):  # fmt: skip
+            _, listed = asyncio.run(list_dead_letters(bootstrap, settings, topic))
+            assert listed == len(sent)
 
         assert harness.kills == KILLS
         assert_trades_exactly_once(conn, trades)
