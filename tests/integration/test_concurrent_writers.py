@@ -29,7 +29,7 @@ from tests.integration.worker import WorkerProcess
 pytestmark = pytest.mark.slow
 
 AS_OF = DEFAULT_END
-STORED_WALLETS = 1500  # already in the database: what the rebuild chews on
+STORED_WALLETS = 1000  # already in the database: what the rebuild chews on
 STREAMED_WALLETS = 120  # their trades arrive through the worker while the rebuild runs
 REBUILDS = 2
 

@@ -345,7 +345,7 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
 
 # --- the rebuild, killed ----------------------------------------------------------------------
 
-REBUILD_WALLETS = 2500
+REBUILD_WALLETS = 1500
 REBUILD_KILLS = 2
 
 
