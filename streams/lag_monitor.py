@@ -12,6 +12,7 @@ import logging
 from config.settings import Settings
 from streams.health import Health
 from streams.metrics import Metrics
+from streams.offset_guard import guarded_groups
 from streams.ops.lag import GroupLag, collect_lag
 
 __all__ = ["UNHEALTHY", "monitor_lag", "record_lag"]
@@ -49,7 +50,7 @@ async def monitor_lag(
     A failed sample (broker unreachable) is logged and marked in Health; the loop keeps going.
     """
     previous: dict[str, GroupLag] = {}
-    own = [settings.worker.app_id, f"{settings.worker.app_id}-ingest"]
+    own = guarded_groups(settings)
     while True:
         try:
             groups = await collect_lag(bootstrap, settings, own, previous)
