@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(f"\n== {name} ==", measurements), flush=True)
         ratios = speedups(measurements)
         report["benchmarks"][name] = [m.as_dict(ratios[m.name]) for m in measurements]  # type: ignore[index]
+    if args.names and RESULTS.exists():  # a selection updates its entries, keeps the others
+        kept = orjson.loads(RESULTS.read_bytes()).get("benchmarks", {})
+        report["benchmarks"] = {**kept, **report["benchmarks"]}  # type: ignore[dict-item]
+    report["elapsed_s"] = round(time.time() - report["started_at"], 1)  # type: ignore[operator]
     RESULTS.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"\nresults written to {RESULTS}")
+    print(f"\nresults written to {RESULTS} (whole run {report['elapsed_s']}s)")
     return 0
 
 
