@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-rebuild", action="store_true", help="do not schedule the daily rebuild")
 
     demo = command("demo", "run the whole pipeline on generated data and print a summary")
-    demo.add_argument("--wallets", type=int, default=1000)
+    demo.add_argument("--wallets", type=int, default=3000)
     demo.add_argument("--days", type=int, default=90)
     demo.add_argument("--seed", type=int, default=7)
 
