@@ -187,6 +187,6 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
     bootstrap = ",".join(f"{url.host}:{url.port}" for url in app.conf.broker)
     name = topics.trades.get_topic_name()
 
-    @app.task  # type: ignore[untyped-decorator]
+    @app.task
     async def start_ingest() -> None:
         await app.add_runtime_dependency(TradeIngest(runtime, name, bootstrap, loop=app.loop))

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from config.settings import Settings
 from streams.runtime import Runtime
 from streams.topics import dlq_name
+from streams.transport import use_short_fetch_wait
 
 __all__ = ["AppTopics", "build_app"]
 
@@ -77,6 +78,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         from agents import rebuild_agent
 
         rebuild_agent.register(app, runtime, topics)
+    use_short_fetch_wait(app)
     _register_pages(app, runtime)
     _register_lag_monitor(app, runtime, bootstrap)
     _register_broker_guard(app, runtime, bootstrap)
