@@ -21,8 +21,10 @@ setup: $(STAMP)  ## create .venv and install the project with its dev tools
 run: $(STAMP)  ## run the whole pipeline on a built-in demo (embedded broker unless PERSONAS_BROKER is set)
 	$(BIN)/personas demo
 
-test: $(STAMP)  ## lint, then the whole test suite (slow broker tests included)
+test: $(STAMP)  ## lint, type-check, then the whole test suite (slow broker tests included)
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## the tests that need no broker

@@ -72,6 +72,15 @@ def _coerce_csv(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _parse_json_line(text: str) -> dict[str, Any]:
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage("<line>", f"longer than {MAX_MESSAGE_BYTES} bytes")
+    data = loads(text)
+    if not isinstance(data, dict):
+        raise InvalidMessage("<json>", "expected a JSON object")
+    return data
+
+
 def read_records(
     path: Path, model: type[ModelT], errors: list[RowError]
 ) -> Iterator[tuple[int, ModelT | None]]:
@@ -83,17 +92,10 @@ def read_records(
             rows = _csv_rows(handle)
         else:
             rows = ((number, text) for number, text in enumerate(handle, 1) if text.strip())
+        parse: Callable[[Any], dict[str, Any]] = _coerce_csv if is_csv else _parse_json_line
         for line, raw in rows:
             try:
-                if is_csv:
-                    data = _coerce_csv(raw)
-                else:
-                    if len(raw) > MAX_MESSAGE_BYTES:
-                        raise InvalidMessage("<line>", f"longer than {MAX_MESSAGE_BYTES} bytes")
-                    data = loads(raw)
-                    if not isinstance(data, dict):
-                        raise InvalidMessage("<json>", "expected a JSON object")
-                yield line, validate(model, data)
+                yield line, validate(model, parse(raw))
             except InvalidMessage as exc:
                 errors.append(RowError(line, exc.field, exc.reason))
                 yield line, None
