@@ -91,11 +91,12 @@ class _FaustProtocol(RoundRobinPartitionAssignor):  # type: ignore[misc]
     name = "faust"
 
 
-def _consumer(
-    bootstrap: str, settings: Settings, group: str | None, **extra: Any
+async def _started_consumer(
+    bootstrap: str, settings: Settings, group: str | None
 ) -> AIOKafkaConsumer:
+    """A started consumer for the operator commands; it offers the Faust protocol name too."""
     broker = settings.broker
-    return AIOKafkaConsumer(
+    consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id=f"{broker.client_id}-ops",
         group_id=group,
@@ -106,8 +107,13 @@ def _consumer(
         session_timeout_ms=int(broker.session_timeout_s * 1000),
         heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
         rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
-        **extra,
+        partition_assignment_strategy=(RoundRobinPartitionAssignor, _FaustProtocol),
     )
+    try:
+        await consumer.start()
+    except Exception as exc:
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    return consumer
 
 
 @asynccontextmanager
@@ -115,14 +121,7 @@ async def reader(
     bootstrap: str, settings: Settings, group: str | None = None
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A started consumer that never joins or commits: for `assign`, `seek` and `committed`."""
-    consumer = _consumer(
-        bootstrap, settings, group,
-        partition_assignment_strategy=(RoundRobinPartitionAssignor, _FaustProtocol),
-    )  # fmt: skip
-    try:
-        await consumer.start()
-    except Exception as exc:
-        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    consumer = await _started_consumer(bootstrap, settings, group)
     try:
         yield consumer
     finally:
@@ -283,14 +282,7 @@ async def joined_member(
     Commits are accepted only from a member, so this is how an idle group's offsets are moved.
     Leaving (on exit) lets the group's real consumers take their partitions back.
     """
-    consumer = _consumer(
-        bootstrap, settings, group,
-        partition_assignment_strategy=(RoundRobinPartitionAssignor, _FaustProtocol),
-    )  # fmt: skip
-    try:
-        await consumer.start()
-    except Exception as exc:
-        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    consumer = await _started_consumer(bootstrap, settings, group)
     try:
         assigned = _Assigned()
         consumer.subscribe(list(topics), listener=assigned)

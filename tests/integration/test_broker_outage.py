@@ -40,11 +40,11 @@ from streams.ops.offsets import joined_member
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count, wait_until_classified
 from tests.integration.kafka import publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
     assert_trades_exactly_once,
-    count,
 )
 from tests.integration.worker import WorkerProcess
 
@@ -147,14 +147,7 @@ def test_frozen_broker_under_load_loses_nothing_and_shows_in_health(
         wait_until(lambda: count(conn, "SELECT COUNT(*) FROM trades") == len(trades), 90,
                    "every trade stored after the outage")  # fmt: skip
         publish(bootstrap, settings, topics.discovered, discoveries)
-        handled = "SELECT COUNT(*) FROM wallets WHERE on_demand_at IS NOT NULL"
-        wait_until(lambda: count(conn, handled) == len(discoveries), 60, "every discovery")
-        succeeded = "SELECT COUNT(*) FROM wallets WHERE on_demand_status = 'success'"
-        wait_until(
-            lambda: count(conn, "SELECT COUNT(*) FROM wallet_classifications")
-            == count(conn, succeeded),
-            60, "a classification per successful discovery",
-        )  # fmt: skip
+        wait_until_classified(conn, len(discoveries), 60)
         assert worker.process.poll() is None and worker.process.pid == pid, "worker restarted"
         assert worker.stop() == 0
         log_text = worker.log()

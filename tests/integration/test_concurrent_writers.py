@@ -18,11 +18,11 @@ from config.settings import Settings
 from streams.records import Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count, wait_until_classified
 from tests.integration.kafka import publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
     assert_trades_exactly_once,
-    count,
 )
 from tests.integration.worker import WorkerProcess
 
@@ -88,14 +88,7 @@ def test_stream_writers_and_a_rebuild_never_see_a_locked_database(
             lambda: count(conn, "SELECT COUNT(*) FROM trades") == stored_trades + len(new_trades),
             60, "every streamed trade stored",
         )  # fmt: skip
-        handled = "SELECT COUNT(*) FROM wallets WHERE on_demand_at IS NOT NULL"
-        wait_until(lambda: count(conn, handled) == len(discoveries), 60, "every discovery")
-        succeeded = "SELECT COUNT(*) FROM wallets WHERE on_demand_status = 'success'"
-        wait_until(
-            lambda: count(conn, "SELECT COUNT(*) FROM wallet_classifications")
-            == count(conn, succeeded),
-            60, "a classification per successful discovery",
-        )  # fmt: skip
+        wait_until_classified(conn, len(discoveries), 60)
         assert worker.stop() == 0
         log_text = worker.log()
 

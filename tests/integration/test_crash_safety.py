@@ -53,6 +53,7 @@ from streams.ops.dlq import list_dead_letters
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import dlq_name, ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count, wait_until_classified
 from tests.integration.kafka import publish, publish_raw, read_topic
 from tests.integration.worker import WorkerProcess
 
@@ -119,10 +120,6 @@ _DROP: Any = _Drop()
 
 
 # --- reading the outcome ----------------------------------------------------------------------
-
-
-def count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
-    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def dead_letters(
@@ -302,13 +299,7 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
 
         # Drain: one last worker runs until everything is done, then stops cleanly.
         harness.start()
-        wait_until(lambda: count(conn, done) == len(discoveries), 90, "every discovery handled")
-        succeeded = "SELECT COUNT(*) FROM wallets WHERE on_demand_status = 'success'"
-        wait_until(
-            lambda: count(conn, "SELECT COUNT(*) FROM wallet_classifications")
-            == count(conn, succeeded),
-            60, "a classification per successful discovery",
-        )  # fmt: skip
+        wait_until_classified(conn, len(discoveries), 90)
         trade_letters, trade_resent = dead_letters(
             bootstrap, topics.trades, len(sent_bad_trades), timeout=60
         )

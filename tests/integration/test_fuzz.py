@@ -22,11 +22,11 @@ from streams.codec import MAX_MESSAGE_BYTES, encode
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count, wait_until_classified
 from tests.integration.test_crash_safety import (
     assert_dead_lettered,
     assert_discoveries_classified_once,
     assert_trades_exactly_once,
-    count,
     dead_letters,
 )
 from tests.integration.worker import WorkerProcess
@@ -201,14 +201,7 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_the_valid_ones_pr
         wait_until(lambda: count(conn, "SELECT COUNT(*) FROM trades") == len(trades), 90,
                    "every valid trade stored")  # fmt: skip
         asyncio.run(_send_mixed(bootstrap, second))
-        handled = "SELECT COUNT(*) FROM wallets WHERE on_demand_at IS NOT NULL"
-        wait_until(lambda: count(conn, handled) == len(discoveries), 60, "every valid discovery")
-        succeeded = "SELECT COUNT(*) FROM wallets WHERE on_demand_status = 'success'"
-        wait_until(
-            lambda: count(conn, "SELECT COUNT(*) FROM wallet_classifications")
-            == count(conn, succeeded),
-            60, "a classification per successful discovery",
-        )  # fmt: skip
+        wait_until_classified(conn, len(discoveries), 60)
         trade_letters, trade_resent = dead_letters(bootstrap, topics.trades, len(bad_trades), 90)
         disc_letters, disc_resent = dead_letters(
             bootstrap, topics.discovered, len(bad_discoveries), 60

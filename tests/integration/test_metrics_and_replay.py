@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import urllib.error
 import urllib.request
 from contextlib import closing
@@ -20,14 +19,11 @@ from streams.cli import main
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count
 from tests.integration.kafka import publish
 from tests.integration.worker import WorkerProcess
 
 pytestmark = pytest.mark.slow
-
-
-def count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
-    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def fetch(port: int, path: str) -> tuple[int, str]:

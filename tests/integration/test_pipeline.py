@@ -18,6 +18,7 @@ from config.settings import Settings
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import dlq_name, ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count
 from tests.integration.kafka import publish, publish_raw, read_topic
 from tests.integration.worker import WorkerProcess
 
@@ -31,10 +32,6 @@ BAD_TRADES = [
                   "side": "BUY", "size": 1.0, "price": 1.5, "timestamp": 1}),
 ]  # fmt: skip
 BAD_FIELDS = ["<json>", "proxy_wallet", "price"]
-
-
-def count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
-    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def classification_rows(conn: sqlite3.Connection) -> dict[str, tuple[object, ...]]:

@@ -20,11 +20,11 @@ from streams.ops.offsets import committed_offsets
 from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
+from tests.integration.checks import count, wait_until_classified
 from tests.integration.kafka import publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
     assert_trades_exactly_once,
-    count,
 )
 from tests.integration.worker import WorkerProcess
 
@@ -96,13 +96,7 @@ def test_sigterm_under_load_commits_what_it_stored_and_exits_in_time(
         assert stops[-1] < deadline
 
         with WorkerProcess(isolated_env, bootstrap, log) as worker:
-            wait_until(lambda: count(conn, handled) == len(discoveries), 60, "every discovery")
-            succeeded = "SELECT COUNT(*) FROM wallets WHERE on_demand_status = 'success'"
-            wait_until(
-                lambda: count(conn, "SELECT COUNT(*) FROM wallet_classifications")
-                == count(conn, succeeded),
-                60, "a classification per successful discovery",
-            )  # fmt: skip
+            wait_until_classified(conn, len(discoveries), 60)
             assert worker.stop() == 0
 
         assert_trades_exactly_once(conn, trades)
