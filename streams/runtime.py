@@ -122,10 +122,6 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def dead_letter(self, event: EventT[Any], error: BaseException) -> None:
-        """Send one failed message to its topic's DLQ and wait until the broker has it."""
-        await self.dead_letter_all([(event, error)])
-
     async def dead_letter_all(self, failed: Sequence[tuple[EventT[Any], BaseException]]) -> None:
         """Send a batch's failed messages to their DLQs and wait until the broker has them all.
 
