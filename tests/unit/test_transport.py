@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Iterator
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from config.settings import load_settings
@@ -12,8 +14,17 @@ from streams.app import build_app
 from streams.transport import FETCH_MAX_WAIT_MS, ShortWaitConsumer
 
 
-def test_build_app_installs_the_short_wait_consumer() -> None:
-    asyncio.set_event_loop(asyncio.new_event_loop())
+@pytest.fixture
+def event_loop_installed() -> Iterator[None]:
+    """Faust's App wants a current loop; closed afterwards, or its GC warning fails a later test."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def test_build_app_installs_the_short_wait_consumer(event_loop_installed: None) -> None:
     app = build_app(load_settings(env={}), "127.0.0.1:9", rebuild=False)
     assert app.transport.Consumer is ShortWaitConsumer
 
