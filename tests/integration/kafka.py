@@ -13,7 +13,7 @@ from config.settings import Settings
 from streams.producer import publisher
 from streams.records import Trade, WalletDiscovered
 
-__all__ = ["consume_and_commit", "publish", "publish_raw", "read_topic"]
+__all__ = ["consume_and_commit", "group_consumer", "publish", "publish_raw", "read_topic"]
 
 
 def publish(
@@ -59,19 +59,24 @@ def read_topic(
     return asyncio.run(read())
 
 
+def group_consumer(bootstrap: str, settings: Settings, group: str, topic: str) -> AIOKafkaConsumer:
+    """A consumer in `group` on `topic`, manual commits, the test group timings (not started)."""
+    broker = settings.broker
+    return AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest", session_timeout_ms=int(broker.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
+        rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
+    )  # fmt: skip
+
+
 def consume_and_commit(
     bootstrap: str, settings: Settings, group: str, topic: str, expected: int, timeout: float = 40
 ) -> None:
     """A plain group member reads `expected` messages of `topic`, commits and leaves."""
 
     async def consume() -> None:
-        broker = settings.broker
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=int(broker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
-        )  # fmt: skip
+        consumer = group_consumer(bootstrap, settings, group, topic)
         await consumer.start()
         try:
             seen = 0

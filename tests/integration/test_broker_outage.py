@@ -30,17 +30,17 @@ from aiokafka import TopicPartition
 
 from agents.generate import DEFAULT_END, GenerateOptions, generate
 from agents.ingest_agent import ingest_group
-from agents.store import connect, insert_markets, migrate
+from agents.store import connect, migrate
 from config.settings import Settings
 from streams.broker import EmbeddedBroker
 from streams.health import Health
 from streams.metrics import Metrics
 from streams.offset_guard import EXIT_LOG_LOST, BrokerGuard, find_lost_offsets
 from streams.ops.offsets import joined_member
-from streams.records import Market, Trade, WalletDiscovered
+from streams.records import Trade
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
-from tests.integration.checks import count, wait_until_classified
+from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
@@ -90,17 +90,13 @@ def test_frozen_broker_under_load_loses_nothing_and_shows_in_health(
     env = {**isolated_env, "PERSONAS_WORKER__LAG_CHECK_INTERVAL_S": "2.0"}
     settings = load_settings(env=env)
     rng = random.Random(99)
-    dataset = generate(GenerateOptions(wallets=120, days=60, seed=99, end=AS_OF))
-    trades = [Trade.model_validate(row) for row in dataset.trades()]
-    rng.shuffle(trades)
-    discoveries = [
-        WalletDiscovered(proxy_wallet=w, discovered_at=AS_OF, source="outage-test")
-        for w in dataset.wallets
-    ]
-    asyncio.run(ensure_topics(bootstrap, settings))
-    conn = connect(settings.database.path)
-    migrate(conn)
-    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
+    dataset, trades, discoveries, conn = prepare_scenario(
+        bootstrap,
+        settings,
+        GenerateOptions(wallets=120, days=60, seed=99, end=AS_OF),
+        "outage-test",
+        rng,
+    )
     topics = settings.topics
     assert own_broker.process is not None
     broker_pid = own_broker.process.pid

@@ -44,16 +44,15 @@ from agents.store import (
     INSERT_TRADE_SQL,
     connect,
     fills_for_wallet,
-    insert_markets,
     migrate,
     transaction,
 )
 from config.settings import Settings
 from streams.ops.dlq import list_dead_letters
-from streams.records import Market, Trade, WalletDiscovered
-from streams.topics import dlq_name, ensure_topics
+from streams.records import Trade
+from streams.topics import dlq_name
 from tests.conftest import wait_until
-from tests.integration.checks import count, wait_until_classified
+from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish, publish_raw, read_topic
 from tests.integration.worker import WorkerProcess
 
@@ -248,17 +247,13 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
     bootstrap: str, isolated_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    dataset = generate(GenerateOptions(wallets=WALLETS, days=90, seed=SEED % 1000, end=AS_OF))
-    trades = [Trade.model_validate(row) for row in dataset.trades()]
-    rng.shuffle(trades)  # interleave wallets so every batch touches many of them
-    discoveries = [
-        WalletDiscovered(proxy_wallet=w, discovered_at=AS_OF, source="crash-test")
-        for w in dataset.wallets
-    ]
-    asyncio.run(ensure_topics(bootstrap, settings))
-    conn = connect(settings.database.path)
-    migrate(conn)
-    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
+    dataset, trades, discoveries, conn = prepare_scenario(
+        bootstrap,
+        settings,
+        GenerateOptions(wallets=WALLETS, days=90, seed=SEED % 1000, end=AS_OF),
+        "crash-test",
+        rng,
+    )
     topics = settings.topics
     harness = KillHarness(isolated_env, bootstrap, tmp_path / "worker.log", rng)
     sent_bad_trades: list[tuple[bytes, str]] = []

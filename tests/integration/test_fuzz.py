@@ -15,14 +15,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agents.generate import DEFAULT_END, GenerateOptions, generate
-from agents.store import connect, insert_markets, migrate
+from agents.generate import DEFAULT_END, GenerateOptions
 from config.settings import Settings
 from streams.codec import MAX_MESSAGE_BYTES, encode
-from streams.records import Market, Trade, WalletDiscovered
-from streams.topics import ensure_topics
+from streams.records import Trade, WalletDiscovered
 from tests.conftest import wait_until
-from tests.integration.checks import count, wait_until_classified
+from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.test_crash_safety import (
     assert_dead_lettered,
     assert_discoveries_classified_once,
@@ -173,12 +171,10 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_the_valid_ones_pr
     bad_discoveries = fuzz_cases(
         rng, BAD - n_trades, _discovery, DISCOVERY_CASES, list(WalletDiscovered.model_fields)
     )
-    dataset = generate(GenerateOptions(wallets=25, days=60, seed=SEED, end=AS_OF))
-    trades = [Trade.model_validate(row) for row in dataset.trades()]
-    discoveries = [
-        WalletDiscovered(proxy_wallet=w, discovered_at=AS_OF, source="fuzz-valid")
-        for w in dataset.wallets
-    ]
+    options = GenerateOptions(wallets=25, days=60, seed=SEED, end=AS_OF)
+    dataset, trades, discoveries, conn = prepare_scenario(
+        bootstrap, settings, options, "fuzz-valid"
+    )
     # Valid trades first (a discovery computed before its trades arrive would see fewer), each
     # stream shuffled with its bad messages; bad keys spread over every partition.
     first: list[tuple[str, bytes | None, bytes]] = [
@@ -190,10 +186,6 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_the_valid_ones_pr
     rng.shuffle(first)
     rng.shuffle(second)
 
-    asyncio.run(ensure_topics(bootstrap, settings))
-    conn = connect(settings.database.path)
-    migrate(conn)
-    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
     with closing(conn), WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log") as worker:
         assert worker.process is not None
         pid = worker.process.pid

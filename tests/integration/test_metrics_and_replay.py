@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -12,14 +11,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.generate import DEFAULT_END, GenerateOptions, generate
-from agents.store import connect, insert_markets, migrate
+from agents.generate import DEFAULT_END, GenerateOptions
+from agents.store import connect
 from config.settings import Settings
 from streams.cli import main
-from streams.records import Market, Trade, WalletDiscovered
-from streams.topics import ensure_topics
+from streams.records import WalletDiscovered
 from tests.conftest import wait_until
-from tests.integration.checks import count
+from tests.integration.checks import count, prepare_scenario
 from tests.integration.kafka import publish
 from tests.integration.worker import WorkerProcess
 
@@ -46,14 +44,11 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def load(bootstrap: str, settings: Settings, wallets: int, seed: int) -> tuple[int, list[str]]:
     """Stored markets, published trades; returns (trade count, wallets)."""
-    dataset = generate(GenerateOptions(wallets=wallets, days=90, seed=seed, end=DEFAULT_END))
-    asyncio.run(ensure_topics(bootstrap, settings))
-    with closing(connect(settings.database.path)) as conn:
-        migrate(conn)
-        insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
-    trades = [Trade.model_validate(row) for row in dataset.trades()]
-    publish(bootstrap, settings, settings.topics.trades, trades)
-    return len(trades), dataset.wallets
+    options = GenerateOptions(wallets=wallets, days=90, seed=seed, end=DEFAULT_END)
+    scenario = prepare_scenario(bootstrap, settings, options, "test")
+    scenario.conn.close()
+    publish(bootstrap, settings, settings.topics.trades, scenario.trades)
+    return len(scenario.trades), scenario.dataset.wallets
 
 
 def discover(bootstrap: str, settings: Settings, wallets: list[str]) -> None:

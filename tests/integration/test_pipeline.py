@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -11,14 +10,13 @@ import orjson
 import pytest
 
 from agents.features import feature_date, wallet_features
-from agents.generate import DEFAULT_END, GenerateOptions, generate
+from agents.generate import DEFAULT_END, GenerateOptions
 from agents.personas import classify
-from agents.store import connect, fills_for_wallet, insert_markets, migrate
+from agents.store import fills_for_wallet
 from config.settings import Settings
-from streams.records import Market, Trade, WalletDiscovered
-from streams.topics import dlq_name, ensure_topics
+from streams.topics import dlq_name
 from tests.conftest import wait_until
-from tests.integration.checks import count
+from tests.integration.checks import count, prepare_scenario
 from tests.integration.kafka import publish, publish_raw, read_topic
 from tests.integration.worker import WorkerProcess
 
@@ -45,17 +43,9 @@ def classification_rows(conn: sqlite3.Connection) -> dict[str, tuple[object, ...
 def test_pipeline_classifies_planted_wallets_once(
     bootstrap: str, isolated_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
-    dataset = generate(GenerateOptions(wallets=150, days=90, seed=11, end=DEFAULT_END))
-    trades = [Trade.model_validate(row) for row in dataset.trades()]
-    discoveries = [
-        WalletDiscovered(proxy_wallet=wallet, discovered_at=DEFAULT_END, source="test")
-        for wallet in dataset.wallets
-    ]
+    options = GenerateOptions(wallets=150, days=90, seed=11, end=DEFAULT_END)
+    dataset, trades, discoveries, conn = prepare_scenario(bootstrap, settings, options, "test")
     date = feature_date(DEFAULT_END)
-    asyncio.run(ensure_topics(bootstrap, settings))
-    conn = connect(settings.database.path)
-    migrate(conn)
-    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
     topics = settings.topics
 
     with closing(conn), WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log") as worker:

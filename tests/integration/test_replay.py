@@ -7,13 +7,13 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from config.settings import Settings
 from streams.cli import main
 from streams.ops.offsets import committed_offsets
 from streams.topics import ensure_topics
-from tests.integration.kafka import consume_and_commit
+from tests.integration.kafka import consume_and_commit, group_consumer
 
 pytestmark = pytest.mark.slow
 
@@ -114,13 +114,7 @@ def test_replay_refuses_live_members(
     _produce(bootstrap, topic)
 
     async def scenario() -> tuple[int, str]:
-        broker = settings.broker
-        live = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=int(broker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
-        )  # fmt: skip
+        live = group_consumer(bootstrap, settings, group, topic)
         await live.start()
         try:
             async with asyncio.timeout(30):

@@ -12,15 +12,12 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from agents.generate import DEFAULT_END, GenerateOptions, generate
+from agents.generate import DEFAULT_END, GenerateOptions
 from agents.ingest_agent import ingest_group
-from agents.store import connect, insert_markets, migrate
 from config.settings import Settings
 from streams.ops.offsets import committed_offsets
-from streams.records import Market, Trade, WalletDiscovered
-from streams.topics import ensure_topics
 from tests.conftest import wait_until
-from tests.integration.checks import count, wait_until_classified
+from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
@@ -45,17 +42,13 @@ def test_sigterm_under_load_commits_what_it_stored_and_exits_in_time(
     bootstrap: str, isolated_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    dataset = generate(GenerateOptions(wallets=240, days=60, seed=SEED, end=AS_OF))
-    trades = [Trade.model_validate(row) for row in dataset.trades()]
-    rng.shuffle(trades)
-    discoveries = [
-        WalletDiscovered(proxy_wallet=w, discovered_at=AS_OF, source="shutdown-test")
-        for w in dataset.wallets
-    ]
-    asyncio.run(ensure_topics(bootstrap, settings))
-    conn = connect(settings.database.path)
-    migrate(conn)
-    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
+    dataset, trades, discoveries, conn = prepare_scenario(
+        bootstrap,
+        settings,
+        GenerateOptions(wallets=240, days=60, seed=SEED, end=AS_OF),
+        "shutdown-test",
+        rng,
+    )
     topics = settings.topics
     deadline = settings.worker.shutdown_timeout_s
     log = tmp_path / "worker.log"
