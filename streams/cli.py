@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,6 +147,11 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     raise AssertionError(name)
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    log.info("SIGTERM during startup: stopping before consuming anything")
+    raise SystemExit(EXIT_OK)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `personas` console script."""
     args = build_parser().parse_args(argv)
@@ -154,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "run":
+        # Until Faust installs its own handlers, SIGTERM stops the worker cleanly: nothing has
+        # been consumed yet. Without this, a stop during startup killed it (status -15).
+        signal.signal(signal.SIGTERM, _stop_before_start)
     try:
         return _handler(args.command)(args)
     except WalletError as exc:

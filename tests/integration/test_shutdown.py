@@ -103,3 +103,13 @@ def test_sigterm_under_load_commits_what_it_stored_and_exits_in_time(
             f"(deadline {deadline:.0f}s); {len(trades)} trades stored once, committed == stored "
             f"after every stop; {classified} classified + {insufficient} insufficient"
         )
+
+
+@pytest.mark.parametrize("after_s", [0.2, 1.0, 2.5])
+def test_sigterm_while_starting_exits_0(
+    bootstrap: str, isolated_env: dict[str, str], tmp_path: Path, after_s: float
+) -> None:
+    # Before, during and after Faust's startup (imports take ~1 s here): always a clean stop.
+    worker = WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log").start()
+    time.sleep(after_s)
+    assert worker.stop() == 0, worker.log()[-3000:]
