@@ -4,6 +4,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agents.features import LifetimeStats, WindowFeatures
@@ -251,3 +253,65 @@ def test_thresholds_are_frozen_and_validated() -> None:
         RuleThresholds(unknown_threshold=1)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         RuleThresholds(generalist_min_sharpe=float("nan"))
+
+
+# Values at, around and far from the default thresholds.
+_NEAR_THRESHOLDS = st.sampled_from(
+    [-1.0, -0.01, 0.0, 0.01, 0.02, 0.05, 0.45, 0.52, 0.6, 0.65, 0.7, 0.8, 0.85, 0.9, 1.0,
+     1.5, 4.0, 5.0, 6.0, 15.0, 20.0, 48.0, 50.0, 51.0, 100.0, 200.0, 500.0]
+)  # fmt: skip
+_COUNTS = st.sampled_from([0, 1, 4, 5, 6, 9, 10, 19, 20, 21, 29, 30, 44, 45, 46, 60, 400])
+_FIELDS = {
+    **{f: _COUNTS if isinstance(getattr(BASE_WINDOW, f), int) else _NEAR_THRESHOLDS
+       for f in WindowFeatures.__slots__},
+    **{f: _COUNTS if f != "lifetime_roi" else _NEAR_THRESHOLDS for f in LifetimeStats.__slots__},
+    "top_domain": st.sampled_from([None, "politics"]),
+}  # fmt: skip
+# Rules that need several features at once; one of these, then a few features moved to values
+# around the thresholds, reaches every rule.
+_PRESETS = st.sampled_from([
+    {}, GENERALIST, ACCUMULATOR, SNIPER, {"trades_per_week": 51.0, "roi": 0.01},
+    {"trades_per_day": 200.0, "avg_trade_size_usdc": 5.0},
+    {"win_rate": 0.85, "max_single_loss": 11.0}, {"pnl_top1_share": 0.6, "win_rate": 0.45},
+    {"buy_sell_balance": 0.45, "mid_fill_ratio": 0.6},
+])  # fmt: skip
+_PERTURBED = st.builds(
+    lambda preset, moved: {**preset, **moved},
+    _PRESETS,
+    st.dictionaries(st.sampled_from(sorted(_FIELDS)), st.none(), max_size=4).flatmap(
+        lambda keys: st.fixed_dictionaries({key: _FIELDS[key] for key in keys})
+    ),
+)
+
+
+def _perturbed(overrides: dict[str, Any]) -> tuple[WindowFeatures, LifetimeStats]:
+    life_fields = set(LifetimeStats.__slots__)
+    return (
+        replace(BASE_WINDOW, **{k: v for k, v in overrides.items() if k not in life_fields}),
+        replace(BASE_LIFE, **{k: v for k, v in overrides.items() if k in life_fields}),
+    )
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_PERTURBED, st.sampled_from([frozenset(), frozenset({WALLET.upper()})]))
+def test_classify_is_explain_for_any_feature_values(
+    overrides: dict[str, Any], bots: frozenset[str]
+) -> None:
+    window, life = _perturbed(overrides)
+    expected = explain(WALLET, window, life, RULES_DEFAULT, bots).classification
+    assert classify(WALLET, window, life, RULES_DEFAULT, bots) == expected
+
+
+def test_perturbed_values_reach_every_rule() -> None:
+    """The strategy above is strong enough to matter: each rule decides for some draw."""
+    seen: set[str | None] = set()
+
+    @settings(max_examples=1000, deadline=None, database=None, derandomize=True)
+    @given(_PERTURBED)
+    def draw(overrides: dict[str, Any]) -> None:
+        c = classify(WALLET, *_perturbed(overrides), RULES_DEFAULT, frozenset())
+        seen.update({c.reason, c.persona})
+
+    draw()
+    missing = {rule.code for rule in RULES if rule.code != "KNOWN_BOT"} - seen
+    assert not missing, sorted(missing)
