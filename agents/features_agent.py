@@ -1,8 +1,9 @@
 """Feature agent: `wallet-discovered` → 30-day features on demand → `wallet-features` (SPEC §7).
 
-Discoveries are taken in batches and computed with bounded concurrency. A batch is acknowledged
-only after every FeatureSet of it is delivered to the broker and the wallets are recorded, so an
-offset is never committed past a discovery that has not finished.
+Discoveries are taken in batches and computed in the feature processes (`FeaturePool`), in jobs
+read with one query each, at most `features.concurrency` discoveries at once. A batch is
+acknowledged only after every FeatureSet of it is delivered to the broker and the wallets are
+recorded, so an offset is never committed past a discovery that has not finished.
 """
 
 from __future__ import annotations
@@ -10,53 +11,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import faust
 from faust.types import EventT
 
-from agents.features import wallet_features
-from streams.codec import decode, encode
+from agents.feature_pool import FeaturePool
+from agents.on_demand import Discovery, OnDemandJob, Outcome
+from streams.codec import decode
 from streams.errors import InvalidMessage
-from streams.records import FeatureSet, WalletDiscovered, build_feature_set
+from streams.records import WalletDiscovered
 from streams.runtime import Runtime, acknowledge, event_batches
 
 if TYPE_CHECKING:
     from streams.app import AppTopics
 
-__all__ = ["register"]
+__all__ = ["FeatureComputeError", "job_size", "register"]
 
 log = logging.getLogger("personas.features")
+
+# Jobs queued per process: one computing, one waiting, so no process idles between jobs.
+JOBS_PER_PROCESS = 2
+
+
+class FeatureComputeError(RuntimeError):
+    """Computing one wallet's features failed; the discovery is dead-lettered with the reason."""
+
+
+def job_size(concurrency: int, processes: int) -> int:
+    """Discoveries per job, so that the jobs in flight hold at most `concurrency` discoveries."""
+    return max(1, concurrency // (JOBS_PER_PROCESS * processes))
 
 
 def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
     config, metrics = runtime.settings.features, runtime.metrics
-    window_days = config.window_days
-    limit = asyncio.Semaphore(config.concurrency)
+    per_job = job_size(config.concurrency, config.process_count)
+    slots = asyncio.Semaphore(max(1, config.concurrency // per_job))
 
-    async def compute(discovery: WalletDiscovered) -> FeatureSet | None:
-        async with limit:
-            store = await runtime.store()
-            started = time.perf_counter()
-            as_of = discovery.discovered_at
-            wallet = discovery.proxy_wallet
-            fills = await runtime.retry("features-read", store.fills, wallet, as_of)
-            windows, lifetime = wallet_features(fills, as_of, (window_days,))
-            metrics.on_demand_duration.observe(time.perf_counter() - started)
-        window = windows[window_days]
-        if window.round_trips < config.min_settled_trades:
-            log.warning(
-                "insufficient data for %s: %d settled trades in %d days (< %d); "
-                "the daily rebuild will pick it up",
-                wallet, window.round_trips, window_days, config.min_settled_trades,
-            )  # fmt: skip
-            return None
-        return build_feature_set(
-            wallet, window_days, as_of, "on_demand", window, lifetime, time.time()
-        )
+    async def compute(pool: FeaturePool, discoveries: Sequence[Discovery]) -> list[Outcome]:
+        job = OnDemandJob(tuple(discoveries), config.window_days, config.min_settled_trades)
+        async with slots:
+            return await pool.compute(job)
 
     @app.agent(topics.discovered, name="features")
     async def features(stream: faust.StreamT[bytes]) -> None:
+        pool = await runtime.feature_pool()
         async for events in event_batches(stream, config.batch_max, config.batch_within_s):
             accepted: list[tuple[EventT[bytes], WalletDiscovered]] = []
             rejected: list[tuple[EventT[bytes], BaseException]] = []
@@ -65,33 +65,39 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
                     accepted.append((event, decode(WalletDiscovered, event.value)))
                 except InvalidMessage as exc:
                     rejected.append((event, exc))
-            outcomes = await asyncio.gather(
-                *(compute(discovery) for _, discovery in accepted), return_exceptions=True
-            )
-            computed = []
-            for (event, discovery), outcome in zip(accepted, outcomes, strict=True):
-                if isinstance(outcome, BaseException):  # a bug for this wallet: not the others
-                    rejected.append((event, outcome))
-                else:
-                    computed.append((discovery, outcome))
-            deliveries = [
-                await topics.features.send(key=fs.proxy_wallet.encode(), value=encode(fs))
-                for _, fs in computed
-                if fs is not None
-            ]
-            await asyncio.gather(*deliveries)
+            discoveries = [Discovery(d.proxy_wallet, d.discovered_at) for _, d in accepted]
+            jobs = await asyncio.gather(*(
+                compute(pool, discoveries[start : start + per_job])
+                for start in range(0, len(discoveries), per_job)
+            ))  # fmt: skip
+            outcomes = [outcome for job in jobs for outcome in job]
+            deliveries, rows, insufficient = [], [], 0
             now = time.time()
-            rows = [
-                (d.proxy_wallet, d.discovered_at, d.source, now,
-                 "success" if fs is not None else "insufficient", now)
-                for d, fs in computed
-            ]  # fmt: skip
+            for (event, discovery), outcome in zip(accepted, outcomes, strict=True):
+                wallet = discovery.proxy_wallet
+                metrics.on_demand_duration.observe(outcome.seconds)
+                if outcome.error is not None:
+                    rejected.append((event, FeatureComputeError(f"{wallet}: {outcome.error}")))
+                    continue
+                if outcome.features is None:
+                    insufficient += 1
+                    log.warning(
+                        "insufficient data for %s: %d settled trades in %d days (< %d); "
+                        "the daily rebuild will pick it up",
+                        wallet, outcome.round_trips, config.window_days, config.min_settled_trades,
+                    )  # fmt: skip
+                else:
+                    deliveries.append(
+                        await topics.features.send(key=wallet.encode(), value=outcome.features)
+                    )
+                status = "insufficient" if outcome.features is None else "success"
+                rows.append((wallet, discovery.discovered_at, discovery.source, now, status, now))
+            await asyncio.gather(*deliveries)
             store = await runtime.store()
             await runtime.retry("features-record", store.record_wallets, rows)
             await runtime.dead_letter_all(rejected)
-            succeeded = len(deliveries)
-            metrics.on_demand_features.labels("success").inc(succeeded)
-            metrics.on_demand_features.labels("insufficient").inc(len(computed) - succeeded)
+            metrics.on_demand_features.labels("success").inc(len(deliveries))
+            metrics.on_demand_features.labels("insufficient").inc(insufficient)
             metrics.on_demand_features.labels("error").inc(len(rejected))
             await acknowledge(stream, events)
             runtime.health.progressed("features")

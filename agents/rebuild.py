@@ -25,15 +25,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from agents.features import (
     WINDOWS,
-    Fill,
     LifetimeStats,
     WindowFeatures,
     feature_date,
@@ -41,7 +38,7 @@ from agents.features import (
     wallet_features,
 )
 from agents.schema import FEATURE_COLUMNS
-from agents.store import connect, migrate, upsert_feature_rows
+from agents.store import connect, fills_by_wallet, migrate, open_reader, upsert_feature_rows
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -56,7 +53,6 @@ __all__ = [
     "active_wallets",
     "compute_shard",
     "feature_set_from_row",
-    "open_reader",
     "options_from_settings",
     "run_rebuild",
 ]
@@ -75,8 +71,6 @@ IN_FLIGHT_PER_WORKER = 2
 # A pool that keeps dying is not worth restarting: the remaining shards then run serially.
 MAX_POOL_RESTARTS = 2
 WRITE_ATTEMPTS = 5
-# Per reader: the shard query sorts its rows; a bigger page cache keeps that off temp files.
-READ_CACHE_KIB = 32_768
 
 # The covering (proxy_wallet, timestamp) index answers this without touching the table, already
 # in wallet order; left to itself the planner picks the timestamp index and a table lookup per
@@ -85,22 +79,8 @@ ACTIVE_WALLETS_SQL = """
 SELECT DISTINCT proxy_wallet FROM trades INDEXED BY trades_wallet_time
 WHERE timestamp BETWEEN ? AND ? ORDER BY proxy_wallet"""
 
-# One query per shard: the wallets arrive as one JSON array parameter, so a shard of any size
-# needs no per-wallet query and no limit on bound variables. Ordered by wallet only (the index
-# order, no sort): the core orders each wallet's trades by (timestamp, trade_id) itself. The
-# category is looked up in Python (`_categories`), which is faster than a join per trade.
-SHARD_FILLS_SQL = """
-SELECT proxy_wallet, trade_id, condition_id, side, size, price, timestamp
-FROM trades
-WHERE proxy_wallet IN (SELECT value FROM json_each(?)) AND timestamp <= ?
-ORDER BY proxy_wallet"""
-
-CATEGORIES_SQL = "SELECT condition_id, category FROM markets"
-UNKNOWN_CATEGORY = "unknown"  # as in the on-demand read (`store.FILLS_SQL`)
-
 _window_values = attrgetter(*(f.name for f in dataclasses.fields(WindowFeatures)))
 _lifetime_values = attrgetter(*(f.name for f in dataclasses.fields(LifetimeStats)))
-_wallet_of = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -204,33 +184,10 @@ def options_from_settings(settings: Settings, as_of: int) -> RebuildOptions:
     )
 
 
-def open_reader(path: Path | str, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
-    """A read-only connection (WAL readers never block the writer, nor each other)."""
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute(f"PRAGMA cache_size = -{READ_CACHE_KIB}")
-    return conn
-
-
 def active_wallets(conn: sqlite3.Connection, as_of: int, days: int) -> list[str]:
     """Wallets with a trade in [as_of − days·86400, as_of] (the SPEC §3 window), sorted."""
     rows = conn.execute(ACTIVE_WALLETS_SQL, (as_of - days * DAY, as_of))
     return [wallet for (wallet,) in rows]
-
-
-def _shard_fills(conn: sqlite3.Connection, job: ShardJob) -> Iterator[tuple[str, list[Fill]]]:
-    """(wallet, its trades ≤ as_of) for every wallet of the shard, from one query."""
-    category = dict(conn.execute(CATEGORIES_SQL)).get
-    cursor = conn.execute(SHARD_FILLS_SQL, (orjson.dumps(job.wallets).decode(), job.as_of))
-    for wallet, rows in itertools.groupby(cursor, key=_wallet_of):
-        yield (
-            wallet,
-            [
-                Fill(trade_id, market, side, size, price, ts, category(market, UNKNOWN_CATEGORY))
-                for _, trade_id, market, side, size, price, ts in rows
-            ],
-        )
 
 
 def _rows(
@@ -252,7 +209,7 @@ def compute_shard(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
     rows: list[tuple[Any, ...]] = []
     wallets = 0
     for wallet, windows, lifetime in many_wallet_features(
-        _shard_fills(conn, job), job.as_of, job.windows
+        fills_by_wallet(conn, job.wallets, job.as_of), job.as_of, job.windows
     ):
         rows.extend(_rows(wallet, windows, lifetime, job, date))
         wallets += 1
@@ -263,7 +220,7 @@ def _compute_shard_per_wallet(conn: sqlite3.Connection, job: ShardJob) -> ShardR
     """The fallback: the kernel wallet by wallet, so one bad wallet loses only itself."""
     date = feature_date(job.as_of)
     result = ShardResult(job.index, [], 0, fallback=True)
-    for wallet, fills in _shard_fills(conn, job):
+    for wallet, fills in fills_by_wallet(conn, job.wallets, job.as_of):
         try:
             windows, lifetime = wallet_features(fills, job.as_of, job.windows)
         except Exception:

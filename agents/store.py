@@ -7,15 +7,18 @@ INSERT OR IGNORE, so a redelivered message rewrites the same row instead of addi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from agents.features import Fill
 from agents.personas import Classification
@@ -27,14 +30,19 @@ __all__ = [
     "Classified",
     "Store",
     "connect",
+    "fills_by_wallet",
     "fills_for_wallet",
     "insert_markets",
     "insert_trades",
     "migrate",
+    "open_reader",
     "upsert_feature_rows",
     "write_classified",
 ]
 
+_wallet_of = itemgetter(0)
+# Per reader: a set-based read sorts its rows; a bigger page cache keeps that off temp files.
+READ_CACHE_KIB = 32_768
 FEATURE_NAMES = tuple(name for name, _ in FEATURE_COLUMNS)
 _ROW_KEYS = ("proxy_wallet", "feature_date", "window_days", "as_of", "source", "computed_at")
 _ALL_FEATURE_KEYS = _ROW_KEYS + FEATURE_NAMES
@@ -47,11 +55,18 @@ INSERT_MARKET_SQL = """
 INSERT INTO markets (condition_id, category) VALUES (?, ?)
 ON CONFLICT (condition_id) DO UPDATE SET category = excluded.category"""
 
-FILLS_SQL = """
-SELECT t.trade_id, t.condition_id, t.side, t.size, t.price, t.timestamp,
-       COALESCE(m.category, 'unknown')
-FROM trades AS t LEFT JOIN markets AS m ON m.condition_id = t.condition_id
-WHERE t.proxy_wallet = ? AND t.timestamp <= ?"""
+# One query for any set of wallets: they arrive as one JSON array parameter, so there is no
+# per-wallet query and no limit on bound variables. Ordered by wallet only (the index order, no
+# sort): the core orders each wallet's trades by (timestamp, trade_id) itself. The category is
+# looked up in Python, which is faster than a join per trade.
+WALLET_FILLS_SQL = """
+SELECT proxy_wallet, trade_id, condition_id, side, size, price, timestamp
+FROM trades
+WHERE proxy_wallet IN (SELECT value FROM json_each(?)) AND timestamp <= ?
+ORDER BY proxy_wallet"""
+
+CATEGORIES_SQL = "SELECT condition_id, category FROM markets"
+UNKNOWN_CATEGORY = "unknown"
 
 # Batch beats on-demand: an on_demand row never replaces a batch row for the same key.
 UPSERT_FEATURES_SQL = f"""
@@ -112,6 +127,15 @@ def connect(path: Path | str, busy_timeout_ms: int = 10_000) -> sqlite3.Connecti
     return conn
 
 
+def open_reader(path: Path | str, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    """A read-only connection (WAL readers never block the writer, nor each other)."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute(f"PRAGMA cache_size = -{READ_CACHE_KIB}")
+    return conn
+
+
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -166,9 +190,25 @@ def insert_markets(conn: sqlite3.Connection, markets: Iterable[Market]) -> int:
     return len(rows)
 
 
+def fills_by_wallet(
+    conn: sqlite3.Connection, wallets: Iterable[str], as_of: int
+) -> Iterator[tuple[str, list[Fill]]]:
+    """(wallet, its trades ≤ as_of) for each of `wallets` that has any, from one query."""
+    category = dict(conn.execute(CATEGORIES_SQL)).get
+    cursor = conn.execute(WALLET_FILLS_SQL, (orjson.dumps(list(wallets)).decode(), as_of))
+    for wallet, rows in itertools.groupby(cursor, key=_wallet_of):
+        yield (
+            wallet,
+            [
+                Fill(trade_id, market, side, size, price, ts, category(market, UNKNOWN_CATEGORY))
+                for _, trade_id, market, side, size, price, ts in rows
+            ],
+        )
+
+
 def fills_for_wallet(conn: sqlite3.Connection, wallet: str, as_of: int) -> list[Fill]:
-    """All of a wallet's trades up to as_of, in one indexed query."""
-    return [Fill(*row) for row in conn.execute(FILLS_SQL, (wallet, as_of))]
+    """All of one wallet's trades up to as_of (the same read as for many wallets)."""
+    return next((fills for _, fills in fills_by_wallet(conn, (wallet,), as_of)), [])
 
 
 def feature_row(features: FeatureSet) -> tuple[Any, ...]:
@@ -247,45 +287,26 @@ class transaction:
 
 
 class Store:
-    """The agents' asynchronous access: one writer connection and a pool of readers."""
+    """The agents' asynchronous writes, on one connection (reads happen in the feature pool)."""
 
-    def __init__(self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
+    def __init__(self, writer: aiosqlite.Connection) -> None:
         self._writer = writer
         # Agents share one writer connection; SQLite has one writer anyway, and a lock here
         # keeps two agents' transactions from interleaving on it.
         self._write_lock = asyncio.Lock()
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        for reader in readers:
-            self._readers.put_nowait(reader)
-        self._all = [writer, *readers]
 
     @classmethod
-    async def open(cls, path: Path, busy_timeout_ms: int, read_connections: int = 1) -> Store:
-        """Migrate the database, then open the writer and `read_connections` readers."""
+    async def open(cls, path: Path, busy_timeout_ms: int) -> Store:
+        """Migrate the database, then open the writer."""
         with closing(connect(path, busy_timeout_ms)) as schema_conn:
             migrate(schema_conn)
-        conns: list[aiosqlite.Connection] = []
-        for _ in range(1 + read_connections):
-            conn = await aiosqlite.connect(
-                path, timeout=busy_timeout_ms / 1000, isolation_level=None
-            )
-            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            conns.append(conn)
-        return cls(conns[0], conns[1:])
+        conn = await aiosqlite.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        return cls(conn)
 
     async def close(self) -> None:
-        for conn in self._all:
-            await conn.close()
-
-    async def fills(self, wallet: str, as_of: int) -> list[Fill]:
-        """A wallet's trades up to as_of, on a pooled read connection."""
-        reader = await self._readers.get()
-        try:
-            async with reader.execute(FILLS_SQL, (wallet, as_of)) as cursor:
-                return [Fill(*row) for row in await cursor.fetchall()]
-        finally:
-            self._readers.put_nowait(reader)
+        await self._writer.close()
 
     async def run_batch(self, statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> int:
         """Run (sql, rows) pairs in one transaction; return the rows changed."""

@@ -108,7 +108,12 @@ class FeatureSettings(BatchSettings):
     window_days: int = Field(ge=1, le=365)
     min_settled_trades: int = Field(ge=0)
     concurrency: int = Field(ge=1, le=1000)
-    read_connections: int = Field(ge=1, le=64)
+    processes: int = Field(ge=0, le=256)
+
+    @property
+    def process_count(self) -> int:
+        """Feature processes to use: `processes`, or the CPU count when 0."""
+        return self.processes or os.cpu_count() or 1
 
 
 class RebuildSettings(BaseModel):

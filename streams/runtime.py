@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar, cast
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 from faust.types import EventT, StreamT, TopicT
 
+from agents.feature_pool import FeaturePool
 from agents.store import Store
 from config.settings import Settings
 from streams.codec import dumps
@@ -91,19 +92,34 @@ class Runtime:
     health: Health = field(default_factory=Health)
     dead_letter_topics: dict[str, TopicT] = field(default_factory=dict)
     _store: Store | None = None
-    _store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _feature_pool: FeaturePool | None = None
+    _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def store(self) -> Store:
         """The worker's store, opened (and migrated) once."""
-        async with self._store_lock:
+        async with self._open_lock:
             if self._store is None:
                 db = self.settings.database
-                self._store = await Store.open(
-                    db.path, db.busy_timeout_ms, self.settings.features.read_connections
-                )
+                self._store = await Store.open(db.path, db.busy_timeout_ms)
             return self._store
 
+    async def feature_pool(self) -> FeaturePool:
+        """The processes computing on-demand features, started once (after the store migrated)."""
+        await self.store()  # migrated before any reader opens
+        async with self._open_lock:
+            if self._feature_pool is None:
+                db = self.settings.database
+                pool = FeaturePool(
+                    db.path, db.busy_timeout_ms, self.settings.features.process_count
+                )
+                await pool.start()
+                self._feature_pool = pool
+        return self._feature_pool
+
     async def close(self) -> None:
+        if self._feature_pool is not None:
+            await self._feature_pool.close()
+            self._feature_pool = None
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -1,0 +1,86 @@
+"""On-demand features of a batch of discoveries (SPEC §7): one set-based read, then the kernel.
+
+Synchronous and Faust-free, so the feature agent can run it in worker processes (`FeaturePool`),
+each with its own read-only connection. A batch's wallets are read with one query, up to the
+latest discovery time among them; the kernel then cuts each wallet's trades at its own
+`discovered_at`, so the result is the one a single-wallet read would give, bit for bit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agents.features import Fill, wallet_features
+from agents.store import fills_by_wallet
+from streams.codec import encode
+from streams.records import build_feature_set
+
+__all__ = ["Discovery", "OnDemandJob", "Outcome", "compute_discoveries"]
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """A wallet to compute, as of its discovery time."""
+
+    wallet: str
+    as_of: int
+
+
+@dataclass(frozen=True, slots=True)
+class OnDemandJob:
+    """Discoveries computed together, and the window they are computed for."""
+
+    discoveries: tuple[Discovery, ...]
+    window_days: int
+    min_settled_trades: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One discovery's result: its encoded FeatureSet, or why there is none."""
+
+    round_trips: int
+    #: the `wallet-features` message; None when insufficient or failed
+    features: bytes | None
+    #: what went wrong computing this wallet; None when it was computed
+    error: str | None
+    #: read (this discovery's share of the batch query) plus compute
+    seconds: float
+
+    @property
+    def insufficient(self) -> bool:
+        return self.error is None and self.features is None
+
+
+def compute_discoveries(conn: sqlite3.Connection, job: OnDemandJob) -> list[Outcome]:
+    """One Outcome per discovery, in order; a failing wallet fails alone."""
+    discoveries = job.discoveries
+    if not discoveries:
+        return []
+    started = time.perf_counter()
+    latest = max(d.as_of for d in discoveries)
+    fills = dict(fills_by_wallet(conn, sorted({d.wallet for d in discoveries}), latest))
+    read_share = (time.perf_counter() - started) / len(discoveries)
+    return [_compute(d, fills.get(d.wallet, []), job, read_share) for d in discoveries]
+
+
+def _compute(
+    discovery: Discovery, fills: Sequence[Fill], job: OnDemandJob, read_s: float
+) -> Outcome:
+    started = time.perf_counter()
+    days = job.window_days
+    try:
+        windows, lifetime = wallet_features(fills, discovery.as_of, (days,))
+        window = windows[days]
+        encoded = None
+        if window.round_trips >= job.min_settled_trades:
+            features = build_feature_set(
+                discovery.wallet, days, discovery.as_of, "on_demand", window, lifetime, time.time()
+            )
+            encoded = encode(features)
+    except Exception as exc:  # a bug for this wallet must not fail the others
+        return Outcome(0, None, f"{type(exc).__name__}: {exc}", read_s)
+    return Outcome(window.round_trips, encoded, None, read_s + time.perf_counter() - started)
