@@ -88,7 +88,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics) -> None:
             )
 
             async def send(key: bytes, value: bytes) -> Awaitable[Any]:
-                return await topics.features.send(key=key, value=value)
+                return await runtime.send(topics.features, key, value)
 
             started = time.perf_counter()
             result.published = await runtime.retry(

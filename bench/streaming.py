@@ -540,7 +540,7 @@ def concurrency_benchmark(context: Context) -> list[Measurement]:
     wallets = all_wallets(data)[: (1_001 if context.quick else 5_001)]
     out = []
     with workdir() as tmp, broker(tmp) as bootstrap:
-        for level in (1, 4, 10, 32):
+        for level in (1, 4, 10, 32, 100):
             result = on_demand_run(data, tmp, bootstrap, wallets, features__concurrency=level)
             p99 = result.per_worker[0]["p99_compute_s"]
             out.append(Measurement(

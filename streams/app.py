@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -11,32 +12,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import Settings
 from streams.runtime import Runtime
-from streams.topics import dlq_name
-from streams.transport import use_short_fetch_wait
 
 __all__ = ["AppTopics", "build_app"]
 
 
+@dataclass(frozen=True)
 class AppTopics:
-    """The app's topics, declared once; agents import nothing else to reach Kafka."""
+    """The names of the topics the agents read and write (with the configured prefix)."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    trades: str
+    discovered: str
+    features: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppTopics:
         names = settings.topics
-        self.trades = _raw_topic(app, names.trades, names.trades_partitions)
-        self.discovered = _raw_topic(app, names.discovered, names.discovered_partitions)
-        self.features = _raw_topic(app, names.features, names.features_partitions)
-        self.dead_letters = {
-            topic.get_topic_name(): _raw_topic(app, dlq_name(topic.get_topic_name()), 1)
-            for topic in (self.trades, self.discovered, self.features)
-        }
-
-
-def _raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
-    # Raw bytes in and out: validation happens in our codec so bad input can be dead-lettered.
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-        partitions=partitions, internal=False,
-    )  # fmt: skip
+        return cls(names.trades, names.discovered, names.features)
 
 
 def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> faust.App:
@@ -68,17 +59,14 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         worker_redirect_stdouts=False,
         autodiscover=False,
     )
-    runtime = Runtime(settings)
-    topics = AppTopics(app, settings)
-    runtime.dead_letter_topics = topics.dead_letters
-    ingest_agent.register(app, runtime, topics)
-    features_agent.register(app, runtime, topics)
-    classifier_agent.register(app, runtime, topics)
+    runtime = Runtime(settings, producer=app.producer)
+    topics = AppTopics.from_settings(settings)
+    for agent in (ingest_agent, features_agent, classifier_agent):
+        agent.register(app, runtime, topics, bootstrap)
     if rebuild and settings.rebuild.enabled:
         from agents import rebuild_agent
 
         rebuild_agent.register(app, runtime, topics)
-    use_short_fetch_wait(app)
     _register_pages(app, runtime)
     _register_lag_monitor(app, runtime, bootstrap)
     _register_broker_guard(app, runtime, bootstrap)

@@ -12,8 +12,8 @@ import logging
 from config.settings import Settings
 from streams.health import Health
 from streams.metrics import Metrics
-from streams.offset_guard import guarded_groups
 from streams.ops.lag import GroupLag, collect_lag
+from streams.topics import worker_groups
 
 __all__ = ["UNHEALTHY", "monitor_lag", "record_lag"]
 
@@ -45,12 +45,12 @@ def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None
 async def monitor_lag(
     bootstrap: str, settings: Settings, metrics: Metrics, health: Health, interval: float
 ) -> None:
-    """Sample the worker's groups (agents, and `<app_id>-ingest` for trades) every `interval` s.
+    """Sample the worker's consumer groups (one per agent) every `interval` s.
 
     A failed sample (broker unreachable) is logged and marked in Health; the loop keeps going.
     """
     previous: dict[str, GroupLag] = {}
-    own = guarded_groups(settings)
+    own = worker_groups(settings)
     while True:
         try:
             groups = await collect_lag(bootstrap, settings, own, previous)

@@ -38,13 +38,13 @@ from streams.broker import _api_versions_answers
 from streams.health import Health
 from streams.metrics import Metrics
 from streams.ops.offsets import committed_offsets, joined_member, log_ranges, reader
+from streams.topics import worker_groups
 
 __all__ = [
     "EXIT_LOG_LOST",
     "BrokerGuard",
     "LostOffset",
     "find_lost_offsets",
-    "guarded_groups",
     "reset_lost_offsets",
 ]
 
@@ -75,19 +75,11 @@ class LostOffset:
                 f" but the log ends at {self.log_end}")  # fmt: skip
 
 
-def guarded_groups(settings: Settings) -> list[str]:
-    """The worker's consumer groups: the agents' (app_id) and the trades ingest's."""
-    from agents.ingest_agent import ingest_group
-
-    app_id = settings.worker.app_id
-    return [app_id, ingest_group(app_id)]
-
-
 async def find_lost_offsets(
     bootstrap: str, settings: Settings, groups: Sequence[str] | None = None
 ) -> list[LostOffset]:
     """Every committed offset of `groups` (default: the worker's) beyond its log end."""
-    groups = list(groups or guarded_groups(settings))
+    groups = list(groups or worker_groups(settings))
     async with reader(bootstrap, settings) as consumer:
         existing = await consumer.topics()
         tps = [

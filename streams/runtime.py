@@ -8,12 +8,13 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
-from faust.types import EventT, StreamT, TopicT
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+from faust.types import ProducerT
 
 from agents.feature_pool import FeaturePool
 from agents.store import Store
@@ -21,16 +22,18 @@ from config.settings import Settings
 from streams.codec import dumps
 from streams.health import Health
 from streams.metrics import Metrics
+from streams.topics import dlq_name
 
-__all__ = ["Runtime", "acknowledge", "dead_letter_envelope", "event_batches", "is_transient"]
+__all__ = ["Record", "Runtime", "dead_letter_envelope", "is_transient"]
 
 log = logging.getLogger("personas.runtime")
 
 T = TypeVar("T")
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 5.0
-# An exit status that says "crashed on purpose so that nothing gets acknowledged".
+# An exit status that says "crashed on purpose so that nothing gets committed".
 EXIT_INFRASTRUCTURE = 70
 
 
@@ -42,38 +45,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
 
 
-def event_batches(
-    stream: StreamT[Any], size: int, within: float
-) -> AsyncIterator[Sequence[EventT[Any]]]:
-    """Batches of up to `size` events (waiting at most `within` s), never acknowledged by Faust.
-
-    `noack_take` yields the events themselves (its annotation says values); see `acknowledge`.
-    """
-    return cast(AsyncIterator[Sequence[EventT[Any]]], cast(Any, stream).noack_take(size, within))
-
-
-async def acknowledge(stream: StreamT[Any], events: Sequence[EventT[Any]]) -> None:
-    """Mark a finished batch safe to commit.
-
-    Agents take batches with `noack_take`: Faust's `take`/`take_events` acknowledge a batch in a
-    `finally`, so a crash or a shutdown in the middle of a write would let its offsets be
-    committed. Acknowledging explicitly, after the SQLite commit and the broker's delivery
-    receipts, means an offset is never committed past a message that has not finished.
-    """
-    for event in events:
-        await stream.ack(event)
-
-
-def dead_letter_envelope(event: EventT[Any], error: BaseException, failed_at: float) -> bytes:
+def dead_letter_envelope(record: Record, error: BaseException, failed_at: float) -> bytes:
     """The DLQ value (SPEC §2): the original bytes plus reason, error, topic, partition, offset."""
-    message = event.message
-    raw = message.value if isinstance(message.value, bytes) else b""
+    raw = record.value if isinstance(record.value, bytes) else b""
     envelope: dict[str, Any] = {
         "reason": str(error),
         "error": type(error).__name__,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
         "failed_at": failed_at,
     }
     try:
@@ -90,7 +70,8 @@ class Runtime:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
-    dead_letter_topics: dict[str, TopicT] = field(default_factory=dict)
+    #: the worker's producer (Faust's, started with the app); set by `build_app`
+    producer: ProducerT | None = None
     _store: Store | None = None
     _feature_pool: FeaturePool | None = None
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -138,31 +119,34 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def dead_letter_all(self, failed: Sequence[tuple[EventT[Any], BaseException]]) -> None:
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[RecordMetadata]:
+        """Queue a message; the returned awaitable is its delivery receipt."""
+        assert self.producer is not None, "runtime has no producer"
+        return await self.producer.send(topic, key, value, None, None, None)
+
+    async def dead_letter_all(self, failed: Sequence[tuple[Record, BaseException]]) -> None:
         """Send a batch's failed messages to their DLQs and wait until the broker has them all.
 
         Sent together and awaited once: one at a time, each waits out the producer's linger, which
         held a burst of bad input to ~200 dead letters a second. A transient error re-sends the
         lot; a dead letter is identified by its source topic/partition/offset, so a copy is
-        harmless (delivery is at-least-once anyway: a crash before the ack re-sends it too).
+        harmless (delivery is at-least-once anyway: a crash before the commit re-sends it too).
         """
         if not failed:
             return
         now = time.time()
         letters = []
-        for event, error in failed:
-            message = event.message
+        for record, error in failed:
             log.warning(
                 "dead-lettered %s[%d] offset %d: %s",
-                message.topic, message.partition, message.offset, error,
+                record.topic, record.partition, record.offset, error,
             )  # fmt: skip
-            key = message.key if isinstance(message.key, bytes) else None
-            letters.append((message.topic, key, dead_letter_envelope(event, error, now)))
+            key = record.key if isinstance(record.key, bytes) else None
+            letters.append((record.topic, key, dead_letter_envelope(record, error, now)))
 
         async def send() -> None:
             deliveries = [
-                await self.dead_letter_topics[source].send(key=key, value=value)
-                for source, key, value in letters
+                await self.send(dlq_name(source), key, value) for source, key, value in letters
             ]
             await asyncio.gather(*deliveries)
 
@@ -171,12 +155,12 @@ class Runtime:
             self.metrics.dead_letters.labels(source).inc()
 
     def crash(self, operation: str, exc: BaseException) -> NoReturn:
-        """Stop the process at once, acknowledging nothing.
+        """Stop the process at once, committing nothing.
 
-        An exception escaping a Faust agent acknowledges the batch in flight, and its offsets could
-        then be committed although nothing was stored. Exiting here loses no event: the batch is
+        Shutting down cleanly would commit the offsets of batches already handled, and risks
+        committing around the one that failed. Exiting here loses no event: the batch is
         redelivered to the next worker, and every write is idempotent.
         """
-        log.critical("%s failed, stopping the worker unacknowledged: %r", operation, exc)
+        log.critical("%s failed, stopping the worker uncommitted: %r", operation, exc)
         logging.shutdown()
         os._exit(EXIT_INFRASTRUCTURE)

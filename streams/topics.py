@@ -10,16 +10,37 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from config.settings import Settings
 
-__all__ = ["DLQ_SUFFIX", "TopicSpec", "dlq_name", "ensure_topics", "topic_specs"]
+__all__ = [
+    "DLQ_SUFFIX",
+    "STAGES",
+    "TopicSpec",
+    "dlq_name",
+    "ensure_topics",
+    "stage_group",
+    "topic_specs",
+    "worker_groups",
+]
 
 log = logging.getLogger("personas.topics")
 
 DLQ_SUFFIX = ".dlq"
+#: The agents that consume a topic, each in its own consumer group `<app_id>-<stage>`.
+STAGES = ("ingest", "features", "classifier")
 
 
 def dlq_name(topic: str) -> str:
     """The dead-letter topic of `topic`."""
     return topic + DLQ_SUFFIX
+
+
+def stage_group(app_id: str, stage: str) -> str:
+    """The consumer group of one agent."""
+    return f"{app_id}-{stage}"
+
+
+def worker_groups(settings: Settings) -> list[str]:
+    """Every consumer group a worker commits offsets in: one per agent."""
+    return [stage_group(settings.worker.app_id, stage) for stage in STAGES]
 
 
 @dataclass(frozen=True)

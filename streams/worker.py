@@ -33,7 +33,7 @@ class Worker(faust.Worker):
 
     SIGTERM/SIGINT let the batch in flight finish, commit and leave the group. If that takes longer
     than `worker.shutdown_timeout_s`, the process exits anyway: nothing unfinished was
-    acknowledged, so the next worker redelivers it.
+    committed, so the next worker redelivers it.
     """
 
     def __init__(self, app: faust.App, shutdown_timeout: float, **kwargs: Any) -> None:
@@ -58,7 +58,7 @@ class Worker(faust.Worker):
         super()._schedule_shutdown(signum)
 
     def _past_deadline(self) -> None:
-        log.error("shutdown exceeded %.0fs; exiting now (unacknowledged work is redelivered)",
+        log.error("shutdown exceeded %.0fs; exiting now (uncommitted work is redelivered)",
                   self._deadline_s)  # fmt: skip
         logging.shutdown()
         os._exit(EXIT_SHUTDOWN_TIMEOUT)

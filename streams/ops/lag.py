@@ -50,7 +50,7 @@ from streams.ops.offsets import (
     reader,
     record_at,
 )
-from streams.topics import dlq_name
+from streams.topics import dlq_name, worker_groups
 
 __all__ = [
     "GroupLag",
@@ -157,12 +157,13 @@ async def collect_lag(
     warn_after_s: float = WARN_AFTER_S,
     stall_after_s: float = STALL_AFTER_S,
 ) -> list[GroupLag]:
-    """Lag of `groups` (default: the worker's group and every group with offsets on our topics)."""
+    """Lag of `groups` (default: the worker's groups and every group with offsets on our topics)."""
     explicit = bool(groups)
+    own = worker_groups(settings)
     async with admin_client(bootstrap, settings) as admin:
         names = list(groups) if groups else await list_groups(admin)
-        if not explicit and settings.worker.app_id not in names:
-            names.insert(0, settings.worker.app_id)
+        if not explicit:
+            names = own + [name for name in names if name not in own]
         infos = {name: await describe_group(admin, name) for name in names}
     results: list[GroupLag] = []
     async with reader(bootstrap, settings) as consumer:
@@ -206,7 +207,7 @@ async def collect_lag(
                     warn_after_s=warn_after_s, stall_after_s=stall_after_s,
                 )  # fmt: skip
                 parts.append(PartitionLag(**{**asdict(part), "status": status}))
-            if not parts and not explicit and name != settings.worker.app_id:
+            if not parts and not explicit and name not in own:
                 continue  # a group of other topics (another deployment or test) is not ours
             results.append(GroupLag(
                 name, info.state, len(info.members), group_status(parts), tuple(parts), now

@@ -29,7 +29,6 @@ import pytest
 from aiokafka import TopicPartition
 
 from agents.generate import DEFAULT_END, GenerateOptions, generate
-from agents.ingest_agent import ingest_group
 from agents.store import connect, migrate
 from config.settings import Settings
 from streams.broker import EmbeddedBroker
@@ -38,7 +37,7 @@ from streams.metrics import Metrics
 from streams.offset_guard import EXIT_LOG_LOST, BrokerGuard, find_lost_offsets
 from streams.ops.offsets import joined_member
 from streams.records import Trade
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish
@@ -184,7 +183,7 @@ def test_offsets_beyond_a_restarted_brokers_log_start_over_from_earliest(
     dataset = generate(GenerateOptions(wallets=20, days=60, seed=5, end=AS_OF))
     trades = [Trade.model_validate(row) for row in dataset.trades()]
     topics = settings.topics
-    group = ingest_group(settings.worker.app_id)
+    group = stage_group(settings.worker.app_id, "ingest")
     conn = connect(settings.database.path)
     migrate(conn)
 

@@ -293,7 +293,7 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
             harness.kill_soon(lambda b=before: count(conn, done) > b)
 
         # Drain: one last worker runs until everything is done, then stops cleanly.
-        harness.start()
+        harness.start().wait_ready()
         wait_until_classified(conn, len(discoveries), 90)
         trade_letters, trade_resent = dead_letters(
             bootstrap, topics.trades, len(sent_bad_trades), timeout=60

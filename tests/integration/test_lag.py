@@ -15,7 +15,7 @@ from streams.health import Health
 from streams.lag_monitor import monitor_lag
 from streams.metrics import Metrics
 from streams.ops.lag import PartitionLag, partition_status
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, stage_group
 from tests.integration.kafka import consume_and_commit
 
 PARTITIONS = 4
@@ -54,7 +54,7 @@ def test_lag_while_stopped_and_after_catching_up(
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    topic, group = settings.topics.discovered, settings.worker.app_id
+    topic, group = settings.topics.discovered, stage_group(settings.worker.app_id, "features")
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic, per_partition=3, age_s=0)
     consume_and_commit(bootstrap, settings, group, topic, expected=3 * PARTITIONS)

@@ -16,6 +16,7 @@ from agents.store import connect
 from config.settings import Settings
 from streams.cli import main
 from streams.records import WalletDiscovered
+from streams.topics import stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario
 from tests.integration.kafka import publish
@@ -81,7 +82,7 @@ def test_metrics_and_health(
             return samples(body)
 
         partition = (
-            ("group", settings.worker.app_id), ("partition", "0"),
+            ("group", stage_group(settings.worker.app_id, "classifier")), ("partition", "0"),
             ("topic", settings.topics.features),
         )  # fmt: skip
         lag_key = ("personas_consumer_lag_messages", partition)
@@ -128,7 +129,7 @@ def test_replay_to_earliest_rewrites_the_same_rows(
         replayed_after = conn.execute("SELECT MAX(classified_at) FROM wallet_classifications")
         since = replayed_after.fetchone()[0]
 
-        group, topic = settings.worker.app_id, settings.topics.discovered
+        group, topic = stage_group(settings.worker.app_id, "features"), settings.topics.discovered
         assert main(["replay", "--group", group, "--topic", topic, "--to", "earliest"]) == 0
         capsys.readouterr()
 

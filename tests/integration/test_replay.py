@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from config.settings import Settings
 from streams.cli import main
 from streams.ops.offsets import committed_offsets
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, stage_group
 from tests.integration.kafka import consume_and_commit, group_consumer
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def test_replay_earliest_datetime_shift(
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    topic, group = settings.topics.discovered, settings.worker.app_id
+    topic, group = settings.topics.discovered, stage_group(settings.worker.app_id, "features")
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic)
     consume_and_commit(bootstrap, settings, group, topic, PARTITIONS * PER_PARTITION)
@@ -109,7 +109,7 @@ def test_replay_refuses_live_members(
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    topic, group = settings.topics.discovered, settings.worker.app_id
+    topic, group = settings.topics.discovered, stage_group(settings.worker.app_id, "features")
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic)
 

@@ -13,9 +13,9 @@ import pytest
 from aiokafka import TopicPartition
 
 from agents.generate import DEFAULT_END, GenerateOptions
-from agents.ingest_agent import ingest_group
 from config.settings import Settings
 from streams.ops.offsets import committed_offsets
+from streams.topics import stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish
@@ -72,7 +72,7 @@ def test_sigterm_under_load_commits_what_it_stored_and_exits_in_time(
             # Finished and committed: every stored trade's offset is committed, and no offset
             # is committed past a trade that is not stored.
             committed = committed_total(
-                bootstrap, settings, ingest_group(settings.worker.app_id), topics.trades,
+                bootstrap, settings, stage_group(settings.worker.app_id, "ingest"), topics.trades,
                 settings.topics.trades_partitions,
             )  # fmt: skip
             assert committed == count(conn, stored_sql)

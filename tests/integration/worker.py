@@ -6,6 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from streams.broker import free_port
@@ -35,6 +38,22 @@ class WorkerProcess:
                 env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
             )  # fmt: skip
         return self
+
+    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
+        """Wait until the worker serves /health (any status): it is up and handles SIGTERM."""
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/health"
+        while True:
+            assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return self
+            except urllib.error.HTTPError:  # 503: up, but something is unhealthy
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker not serving {url} after {timeout}s") from None
+                time.sleep(0.1)
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait; return the exit status."""

@@ -47,15 +47,14 @@ def test_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
 
 
-def _event(value: Any, key: bytes | None = b"k") -> Any:
-    message = SimpleNamespace(value=value, key=key, topic="trades", partition=3, offset=42)
-    return SimpleNamespace(message=message)
+def _record(value: Any, key: bytes | None = b"k") -> Any:
+    return SimpleNamespace(value=value, key=key, topic="trades", partition=3, offset=42)
 
 
 def test_envelope_keeps_utf8_bytes_as_text() -> None:
     raw = '{"trade_id": "é", "price": 1.5}'.encode()
     error = InvalidMessage("price", "Input should be less than 1 (got 1.5)")
-    envelope = orjson.loads(dead_letter_envelope(_event(raw), error, 1_700_000_000.5))
+    envelope = orjson.loads(dead_letter_envelope(_record(raw), error, 1_700_000_000.5))
     assert envelope == {
         "reason": "price: Input should be less than 1 (got 1.5)",
         "error": "InvalidMessage",
@@ -70,14 +69,14 @@ def test_envelope_keeps_utf8_bytes_as_text() -> None:
 
 def test_envelope_keeps_non_utf8_bytes_exactly_in_base64() -> None:
     raw = b"\xff\xfe\x00{not json"
-    envelope = orjson.loads(dead_letter_envelope(_event(raw), ValueError("x"), 1.0))
+    envelope = orjson.loads(dead_letter_envelope(_record(raw), ValueError("x"), 1.0))
     assert "value" not in envelope
     assert base64.b64decode(envelope["value_base64"]) == raw
     assert envelope["error"] == "ValueError"
 
 
 def test_envelope_of_an_empty_message() -> None:
-    envelope = orjson.loads(dead_letter_envelope(_event(None), ValueError("empty"), 1.0))
+    envelope = orjson.loads(dead_letter_envelope(_record(None), ValueError("empty"), 1.0))
     assert envelope["value"] == ""
 
 
