@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents.on_demand import OnDemandJob, Outcome, compute_discoveries
+from agents.parent_watch import exit_with
 from agents.store import open_reader
 
 __all__ = ["PROCESS_DIED", "FeaturePool"]
@@ -34,8 +36,9 @@ PROCESS_DIED = "the feature process died computing this wallet"
 _conn: sqlite3.Connection | None = None
 
 
-def _open(path: str, busy_timeout_ms: int) -> None:
+def _open(path: str, busy_timeout_ms: int, worker_pid: int) -> None:
     global _conn
+    exit_with(worker_pid)
     _conn = open_reader(path, busy_timeout_ms)
 
 
@@ -52,7 +55,7 @@ class FeaturePool:
     """`processes` worker processes; `compute` runs one job in one of them."""
 
     def __init__(self, db_path: Path | str, busy_timeout_ms: int, processes: int) -> None:
-        self._args = (str(db_path), busy_timeout_ms)
+        self._args = (str(db_path), busy_timeout_ms, os.getpid())
         self.processes = processes
         self._pool = self._new_pool()
 

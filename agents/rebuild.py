@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
+import os
 import sqlite3
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from agents.features import (
     many_wallet_features,
     wallet_features,
 )
+from agents.parent_watch import exit_with
 from agents.schema import FEATURE_COLUMNS
 from agents.store import connect, fills_by_wallet, migrate, open_reader, upsert_feature_rows
 
@@ -253,8 +255,9 @@ def _serial(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
 _worker_conn: sqlite3.Connection | None = None
 
 
-def _init_worker(path: str, busy_timeout_ms: int) -> None:
+def _init_worker(path: str, busy_timeout_ms: int, parent_pid: int) -> None:
     global _worker_conn
+    exit_with(parent_pid)
     _worker_conn = open_reader(path, busy_timeout_ms)
 
 
@@ -291,7 +294,7 @@ def _parallel(
             max_workers=min(options.workers, len(pending)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(str(db_path), options.busy_timeout_ms),
+            initargs=(str(db_path), options.busy_timeout_ms, os.getpid()),
         )
         broken = False
         in_flight: dict[Future[ShardResult], ShardJob] = {}
