@@ -88,10 +88,15 @@ async def find_lost_offsets(
             if topic in existing
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
+        # Committed offsets first, the log ends after: a log end only grows, so an offset read
+        # earlier that is past it is truly lost, not just committed since the end was read.
+        committed = {
+            group: await committed_offsets(bootstrap, settings, group, tps) for group in groups
+        }
         ranges = await log_ranges(consumer, tps)
     lost = []
-    for group in groups:
-        for tp, offset in (await committed_offsets(bootstrap, settings, group, tps)).items():
+    for group, offsets in committed.items():
+        for tp, offset in offsets.items():
             span = ranges[tp]
             if offset is not None and offset > span.end:
                 lost.append(LostOffset(group, tp.topic, tp.partition, offset, span.start, span.end))
