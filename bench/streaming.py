@@ -11,7 +11,7 @@ with their own topic prefix and consumer group, and records the peak RSS of the 
 - `latency`: discoveries at a fixed rate; publish → committed classification, per discovery.
 - `classifier`: FeatureSets straight onto `wallet-features`: batched transactions against one
   commit per message.
-- `concurrency`: the feature agent at concurrency 1 / 4 / 10 / 32.
+- `concurrency`: the feature agent at concurrency 1 / 4 / 10 / 32 / 100 / 200.
 """
 
 from __future__ import annotations
@@ -540,7 +540,7 @@ def concurrency_benchmark(context: Context) -> list[Measurement]:
     wallets = all_wallets(data)[: (1_001 if context.quick else 5_001)]
     out = []
     with workdir() as tmp, broker(tmp) as bootstrap:
-        for level in (1, 4, 10, 32, 100):
+        for level in (1, 4, 10, 32, 100, 200):
             result = on_demand_run(data, tmp, bootstrap, wallets, features__concurrency=level)
             p99 = result.per_worker[0]["p99_compute_s"]
             out.append(Measurement(

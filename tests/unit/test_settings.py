@@ -20,7 +20,7 @@ def test_defaults_match_the_spec() -> None:
         "wallet-features": 1,
     }
     assert settings.features.min_settled_trades == 5
-    assert settings.features.concurrency == 10
+    assert settings.features.concurrency == 100
     assert settings.broker.bootstrap == []
 
 
