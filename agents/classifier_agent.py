@@ -16,7 +16,7 @@ import faust
 from agents.personas import classify
 from agents.store import Classified
 from streams.codec import decode
-from streams.consumer import BatchConsumer
+from streams.consumer import register_consumer
 from streams.records import FeatureSet, split_feature_set
 from streams.runtime import Record, Runtime
 
@@ -63,10 +63,4 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str
             metrics.classifications.labels(item.result.status).inc()
         await runtime.dead_letter_all(rejected)
 
-    @app.task
-    async def start_classifier() -> None:
-        consumer = BatchConsumer(
-            runtime, "classifier", topics.features, bootstrap, handle,
-            batch_max=config.batch_max, batch_within_s=config.batch_within_s, loop=app.loop,
-        )  # fmt: skip
-        await app.add_runtime_dependency(consumer)
+    register_consumer(app, runtime, "classifier", topics.features, bootstrap, handle, config)

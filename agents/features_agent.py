@@ -18,7 +18,7 @@ import faust
 
 from agents.on_demand import Discovery, OnDemandJob, Outcome
 from streams.codec import decode
-from streams.consumer import BatchConsumer
+from streams.consumer import register_consumer
 from streams.errors import InvalidMessage
 from streams.records import WalletDiscovered
 from streams.runtime import Record, Runtime
@@ -26,7 +26,7 @@ from streams.runtime import Record, Runtime
 if TYPE_CHECKING:
     from streams.app import AppTopics
 
-__all__ = ["FeatureComputeError", "job_size", "register"]
+__all__ = ["FeatureComputeError", "job_size", "jobs_at_once", "register"]
 
 log = logging.getLogger("personas.features")
 
@@ -43,10 +43,15 @@ def job_size(concurrency: int, processes: int) -> int:
     return max(1, concurrency // (JOBS_PER_PROCESS * processes))
 
 
+def jobs_at_once(concurrency: int, per_job: int) -> int:
+    """Jobs allowed in flight (at least one): together they hold ≤ `concurrency` discoveries."""
+    return max(1, concurrency // per_job)
+
+
 def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str) -> None:
     config, metrics = runtime.settings.features, runtime.metrics
     per_job = job_size(config.concurrency, config.process_count)
-    slots = asyncio.Semaphore(max(1, config.concurrency // per_job))
+    slots = asyncio.Semaphore(jobs_at_once(config.concurrency, per_job))
 
     async def compute(discoveries: Sequence[Discovery]) -> list[Outcome]:
         job = OnDemandJob(tuple(discoveries), config.window_days, config.min_settled_trades)
@@ -104,10 +109,4 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str
         metrics.on_demand_features.labels("insufficient").inc(insufficient)
         metrics.on_demand_features.labels("error").inc(len(rejected))
 
-    @app.task
-    async def start_features() -> None:
-        consumer = BatchConsumer(
-            runtime, "features", topics.discovered, bootstrap, handle,
-            batch_max=config.batch_max, batch_within_s=config.batch_within_s, loop=app.loop,
-        )  # fmt: skip
-        await app.add_runtime_dependency(consumer)
+    register_consumer(app, runtime, "features", topics.discovered, bootstrap, handle, config)

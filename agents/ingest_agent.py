@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import faust
 
 from streams.codec import decode
-from streams.consumer import BatchConsumer
+from streams.consumer import register_consumer
 from streams.errors import InvalidMessage
 from streams.records import Trade
 from streams.runtime import Record, Runtime
@@ -49,11 +49,7 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str
         metrics.trades_ingested.labels("duplicate").inc(len(trades) - inserted)
         metrics.trades_ingested.labels("rejected").inc(len(rejected))
 
-    @app.task
-    async def start_ingest() -> None:
-        consumer = BatchConsumer(
-            runtime, "ingest", topics.trades, bootstrap, handle,
-            batch_max=config.batch_max, batch_within_s=config.batch_within_s,
-            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES, loop=app.loop,
-        )  # fmt: skip
-        await app.add_runtime_dependency(consumer)
+    register_consumer(
+        app, runtime, "ingest", topics.trades, bootstrap, handle, config,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+    )  # fmt: skip

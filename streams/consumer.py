@@ -18,14 +18,16 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 
+from config.settings import BatchSettings
 from streams.runtime import Record, Runtime
 from streams.topics import stage_group
 
-__all__ = ["BatchConsumer"]
+__all__ = ["BatchConsumer", "register_consumer"]
 
 log = logging.getLogger("personas.consumer")
 
@@ -159,3 +161,25 @@ class BatchConsumer(Service):
             # The group rebalanced under us, or the partitions are no longer ours: the new
             # owner re-reads this batch, and every write is idempotent.
             log.warning("%s offsets not committed (group rebalanced): %s", self.stage, exc)
+
+
+def register_consumer(
+    app: faust.App,
+    runtime: Runtime,
+    stage: str,
+    topic: str,
+    bootstrap: str,
+    handle: Handler,
+    batch: BatchSettings,
+    **options: Any,
+) -> None:
+    """Run a BatchConsumer for `stage` with the app, started after its producer (handlers send)."""
+
+    @app.task
+    async def start_consumer() -> None:
+        consumer = BatchConsumer(
+            runtime, stage, topic, bootstrap, handle,
+            batch_max=batch.batch_max, batch_within_s=batch.batch_within_s, loop=app.loop,
+            **options,
+        )  # fmt: skip
+        await app.add_runtime_dependency(consumer)

@@ -65,7 +65,7 @@ def dead_letter_envelope(record: Record, error: BaseException, failed_at: float)
 
 @dataclass
 class Runtime:
-    """One worker's shared resources; the store opens lazily on first use."""
+    """One worker's shared resources; the store and the feature processes start on first use."""
 
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)

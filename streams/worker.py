@@ -42,7 +42,7 @@ class Worker(faust.Worker):
         self._deadline: threading.Timer | None = None
 
     async def stop(self) -> None:
-        """Stop the app (agents finish their batch), then close the store's connections."""
+        """Stop the app (agents finish their batch), then the feature processes and the store."""
         await super().stop()
         await self.app.personas_runtime.close()  # type: ignore[attr-defined]
         if self._deadline is not None:
