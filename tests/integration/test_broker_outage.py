@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from agents.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import connect, migrate
@@ -40,7 +40,7 @@ from streams.records import Trade
 from streams.topics import ensure_topics, stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified
-from tests.integration.kafka import publish
+from tests.integration.kafka import group_consumer, publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
     assert_trades_exactly_once,
@@ -225,3 +225,47 @@ def test_offsets_beyond_a_restarted_brokers_log_start_over_from_earliest(
         assert_trades_exactly_once(conn, trades)
     assert "the broker lost its log" in log_text and "starting this partition over" in log_text
     assert asyncio.run(find_lost_offsets(bootstrap, settings)) == []
+
+
+def test_a_group_committing_at_the_log_end_is_never_taken_for_lost(
+    bootstrap: str, settings: Settings
+) -> None:
+    """Offsets committed while the guard looks are not past the log end it reads afterwards.
+
+    Regression: the guard read log ends first, so an agent committing right after each batch
+    could pass the end read a moment earlier, and a healthy worker was stopped (exit 71).
+    """
+    topic = settings.topics.features
+    group = stage_group(settings.worker.app_id, "classifier")
+
+    async def watch_while_committing() -> list[Any]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        consumer = group_consumer(bootstrap, settings, group, topic)
+        await producer.start()
+        await consumer.start()
+        done = asyncio.Event()
+        committed = 0
+
+        async def follow_the_log_end() -> None:
+            nonlocal committed
+            while not done.is_set():
+                await asyncio.gather(*[await producer.send(topic, b"{}") for _ in range(20)])
+                if await consumer.getmany(timeout_ms=20):
+                    await consumer.commit()
+                    committed += 1
+
+        follower = asyncio.create_task(follow_the_log_end())
+        try:
+            await asyncio.sleep(2)  # joined and committing
+            found, checks = [], 0
+            while checks < 25 or committed < 25:
+                found += await find_lost_offsets(bootstrap, settings, [group])
+                checks += 1
+            return found
+        finally:
+            done.set()
+            await follower
+            await consumer.stop()
+            await producer.stop()
+
+    assert asyncio.run(watch_while_committing()) == []
