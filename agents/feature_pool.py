@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents.on_demand import OnDemandJob, Outcome, compute_discoveries
-from agents.parent_watch import exit_with
+from agents.parent_watch import serve
 from agents.store import open_reader
 
 __all__ = ["PROCESS_DIED", "FeaturePool"]
@@ -38,7 +38,7 @@ _conn: sqlite3.Connection | None = None
 
 def _open(path: str, busy_timeout_ms: int, worker_pid: int) -> None:
     global _conn
-    exit_with(worker_pid)
+    serve(worker_pid)
     _conn = open_reader(path, busy_timeout_ms)
 
 
@@ -58,6 +58,9 @@ class FeaturePool:
         self._args = (str(db_path), busy_timeout_ms, os.getpid())
         self.processes = processes
         self._pool = self._new_pool()
+        # After a process died, jobs are retried one discovery at a time, one job after another,
+        # so a wallet that kills its process shares the pool with no other retried wallet.
+        self._recovering = asyncio.Lock()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # forkserver: children never fork this multi-threaded, event-looped process.
@@ -86,16 +89,17 @@ class FeaturePool:
                 exc, len(job.discoveries),
             )  # fmt: skip
             self._replace(pool)
-        outcomes: list[Outcome] = []
-        for discovery in job.discoveries:
-            pool = self._pool
-            try:
-                outcomes.extend(await self._run(pool, replace(job, discoveries=(discovery,))))
-            except BrokenProcessPool:
-                log.error("%s: %s", discovery.wallet, PROCESS_DIED)
-                self._replace(pool)
-                outcomes.append(Outcome(0, None, PROCESS_DIED, 0.0))
-        return outcomes
+        async with self._recovering:
+            outcomes: list[Outcome] = []
+            for discovery in job.discoveries:
+                pool = self._pool
+                try:
+                    outcomes.extend(await self._run(pool, replace(job, discoveries=(discovery,))))
+                except BrokenProcessPool:
+                    log.error("%s: %s", discovery.wallet, PROCESS_DIED)
+                    self._replace(pool)
+                    outcomes.append(Outcome(0, None, PROCESS_DIED, 0.0))
+            return outcomes
 
     async def _run(self, pool: ProcessPoolExecutor, job: OnDemandJob) -> list[Outcome]:
         return await asyncio.get_running_loop().run_in_executor(pool, _compute, job)

@@ -57,7 +57,8 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str
         job = OnDemandJob(tuple(discoveries), config.window_days, config.min_settled_trades)
         pool = await runtime.feature_pool()
         async with slots:
-            return await pool.compute(job)
+            # A database busy past its timeout is retried; any other read error stops the worker.
+            return await runtime.retry("features-read", pool.compute, job)
 
     def handle(records: list[Record]) -> Awaitable[None]:
         accepted: list[tuple[Record, WalletDiscovered]] = []

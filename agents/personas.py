@@ -1,6 +1,7 @@
 """SPEC §8 classification as a rule table, with an explanation that shares it; stdlib + pydantic.
 
-`classify` is `explain(...).classification`, so the decision and its explanation cannot drift.
+`classify` and `explain` walk the same table with the same decision helpers (`classify` stops at
+the deciding rule), and tests hold `classify` equal to `explain(...).classification`.
 Inputs are three arguments: the wallet, its 30-day `WindowFeatures` and its `LifetimeStats`.
 A composite rule reports its *first* condition's metric value and threshold.
 Stages are the strings "1", "1.5", "gate" (the round_trips pending check) and "2".

@@ -38,7 +38,7 @@ from agents.features import (
     many_wallet_features,
     wallet_features,
 )
-from agents.parent_watch import exit_with
+from agents.parent_watch import serve
 from agents.schema import FEATURE_COLUMNS
 from agents.store import connect, fills_by_wallet, migrate, open_reader, upsert_feature_rows
 
@@ -257,7 +257,7 @@ _worker_conn: sqlite3.Connection | None = None
 
 def _init_worker(path: str, busy_timeout_ms: int, parent_pid: int) -> None:
     global _worker_conn
-    exit_with(parent_pid)
+    serve(parent_pid)
     _worker_conn = open_reader(path, busy_timeout_ms)
 
 

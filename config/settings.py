@@ -94,7 +94,6 @@ class WorkerSettings(BaseModel):
     web_host: str
     web_port: int = Field(ge=0, le=65535)
     shutdown_timeout_s: float = Field(gt=0, le=600)
-    commit_interval_s: float = Field(gt=0, le=60)
     lag_check_interval_s: float = Field(gt=0, le=3600)
 
 

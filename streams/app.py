@@ -43,7 +43,6 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         broker_heartbeat_interval=broker.heartbeat_interval_s,
         broker_rebalance_timeout=broker.rebalance_timeout_s,
         broker_request_timeout=broker.request_timeout_s,
-        broker_commit_interval=settings.worker.commit_interval_s,
         # "latest" is unreliable on the embedded broker (wrong end offsets): start at the beginning.
         consumer_auto_offset_reset="earliest",
         producer_linger=0.005,

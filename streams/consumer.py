@@ -108,22 +108,29 @@ class BatchConsumer(Service):
         await self._consumer.start()
 
     async def finish_in_flight(self) -> None:
-        """Wait until every fetched batch is handled and its offsets committed."""
-        async with self._fetching:
-            await self._wait_in_flight()
+        """Wait until the batch being handled is done and its offsets committed.
+
+        Called by the rebalance listener, so it must not wait for the fetch lock: the fetch may
+        itself be waiting for the rebalance to finish. A batch fetched just before the revocation
+        is handled after it; its commit then fails harmlessly and the new owner re-reads it.
+        """
+        await self._wait_in_flight()
 
     async def _wait_in_flight(self) -> None:
-        if self._in_flight is not None:
-            await asyncio.shield(self._in_flight)
-            self._in_flight = None
+        task = self._in_flight
+        if task is not None:
+            await asyncio.shield(task)
+            if self._in_flight is task:
+                self._in_flight = None
 
     async def on_stop(self) -> None:
-        # Let the batch in flight finish and commit, then leave the group.
-        async with self._fetching:
-            await self._wait_in_flight()
+        async with self._fetching:  # between two fetches: no batch is half handed over
             self._closed = True
-            if self._consumer is not None:
-                await self._consumer.stop()
+        # The last batch finishes and commits, then the consumer leaves the group (not under the
+        # lock: leaving may run the rebalance listener).
+        await self._wait_in_flight()
+        if self._consumer is not None:
+            await self._consumer.stop()
 
     @Service.task
     async def _consume(self) -> None:
@@ -148,6 +155,10 @@ class BatchConsumer(Service):
     async def _finish(self, handled: Awaitable[None], offsets: dict[TopicPartition, int]) -> None:
         try:
             await handled
+        except asyncio.CancelledError as exc:
+            if self._closed:  # stopping: the batch is left uncommitted, to be redelivered
+                raise
+            self.runtime.crash(self.stage, exc)  # not stopping: never let a batch vanish
         except Exception as exc:
             self.runtime.crash(self.stage, exc)
         await self.runtime.retry(f"{self.stage}-commit", self._commit, offsets)

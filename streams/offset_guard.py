@@ -4,7 +4,7 @@
 short timeout (a frozen or dead broker still accepts TCP connections: only a protocol answer
 counts). After `OUTAGE_AFTER` failures in a row it logs an ERROR naming the broker, sets
 `personas_broker_up` to 0 and marks the `broker` component unhealthy, so /health answers 503 for
-as long as it lasts. The agents themselves only wait and retry: nothing is acknowledged that was
+as long as it lasts. The agents themselves only wait and retry: nothing is committed that was
 not stored, so nothing is lost. When the broker answers again the guard logs how long the outage
 lasted, clears the problem, and checks the offsets at once.
 
@@ -15,7 +15,7 @@ with the log end of every source topic, at start and every `OFFSET_CHECK_S` (and
 outage). A committed offset beyond the log end means the log was lost: the guard logs an ERROR
 per partition, counts `personas_offsets_beyond_log_end` and marks `offsets` unhealthy. The policy
 is then to **start over from the earliest offset**: the worker exits with status
-`EXIT_LOG_LOST` (71) without acknowledging anything, and the next start (the supervisor's
+`EXIT_LOG_LOST` (71) without committing anything, and the next start (the supervisor's
 restart, or `personas run` again) moves every offset that is beyond its log end back to the log
 start before any agent joins (`reset_lost_offsets`). Replaying from the start is safe because
 every write is idempotent (INSERT OR IGNORE, upserts keyed by wallet and day).
@@ -164,7 +164,7 @@ class BrokerGuard:
         if self._misses >= OUTAGE_AFTER and self._down_since is None:
             self._down_since = time.time() - self._misses * PROBE_INTERVAL_S
             log.error("broker outage: %s:%d has not answered for %d probes; agents are waiting "
-                      "(nothing is acknowledged until it is stored)",
+                      "(nothing is committed until it is stored)",
                       self._host, self._port, self._misses)  # fmt: skip
             self.health.problem("broker", f"broker {self._host}:{self._port} not answering")
             self.broker_up.set(0)
@@ -184,7 +184,7 @@ class BrokerGuard:
         return lost
 
     def exit_to_start_over(self, lost: Sequence[LostOffset]) -> None:
-        """The policy: stop unacknowledged; the next start resets these offsets to the log start."""
+        """The policy: stop uncommitted; the next start resets these offsets to the log start."""
         log.error("policy: stopping the worker (exit %d) so that its next start replays %d "
                   "partition(s) from the earliest offset; writes are idempotent",
                   EXIT_LOG_LOST, len(lost))  # fmt: skip
