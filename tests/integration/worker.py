@@ -75,7 +75,9 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        # Up and serving: a test that stops it at once must not catch it in interpreter start,
+        # before any handler exists (only `personas run` itself can make that case clean).
+        return self.start().wait_ready()
 
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:
