@@ -93,6 +93,15 @@ def wait_until_ready(
     return False
 
 
+# Brokers this process started and has not stopped yet (by pid): what a stop must clean up.
+_started: set[int] = set()
+
+
+def started_brokers() -> int:
+    """How many embedded brokers this process is running."""
+    return len(_started)
+
+
 @dataclass
 class EmbeddedBroker:
     """A Tansu broker process on a loopback port, in-memory storage."""
@@ -125,6 +134,7 @@ class EmbeddedBroker:
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
             )  # fmt: skip
         process = self.process
+        _started.add(process.pid)
         if not wait_until_ready(self.bootstrap, alive=lambda: process.poll() is None):
             code = process.poll()
             self.stop()
@@ -136,7 +146,10 @@ class EmbeddedBroker:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        _started.discard(process.pid)
+        if process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)
         try:

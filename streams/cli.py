@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -149,7 +150,13 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
 
 def _stop_before_start(signum: int, frame: object) -> None:
     log.info("SIGTERM during startup: stopping before consuming anything")
-    raise SystemExit(EXIT_OK)
+    broker = sys.modules.get("streams.broker")
+    if broker is None or not broker.started_brokers():
+        # Nothing to clean up yet: exit at once instead of unwinding whatever import this
+        # interrupted (unwinding a half-imported extension module once ended in SIGSEGV).
+        logging.shutdown()
+        os._exit(EXIT_OK)
+    raise SystemExit(EXIT_OK)  # unwind, so the embedded broker is stopped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
