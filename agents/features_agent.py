@@ -89,18 +89,19 @@ def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str
             if outcome.error is not None:
                 rejected.append((record, FeatureComputeError(f"{wallet}: {outcome.error}")))
                 continue
-            if outcome.features is None:
+            if outcome.features is not None:
+                status = "success"
+                deliveries.append(
+                    await runtime.send(topics.features, wallet.encode(), outcome.features)
+                )
+            else:
+                status = "insufficient"
                 insufficient += 1
                 log.warning(
                     "insufficient data for %s: %d settled trades in %d days (< %d); "
                     "the daily rebuild will pick it up",
                     wallet, outcome.round_trips, config.window_days, config.min_settled_trades,
                 )  # fmt: skip
-            else:
-                deliveries.append(
-                    await runtime.send(topics.features, wallet.encode(), outcome.features)
-                )
-            status = "insufficient" if outcome.features is None else "success"
             rows.append((wallet, discovery.discovered_at, discovery.source, now, status, now))
         await asyncio.gather(*deliveries)
         store = await runtime.store()
