@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -108,5 +109,8 @@ def _register_pages(app: faust.App, runtime: Runtime) -> None:
             report: dict[str, Any] = runtime.health.report()
             report["uptime_s"] = round(time.time() - started, 1)
             # The daily rebuild runs on the group's leader only (crontab on_leader=True).
-            report["leader"] = app.is_leader()
+            try:
+                report["leader"] = app.is_leader()
+            except ConsumerNotStarted:  # asked while starting: not (yet) the leader
+                report["leader"] = False
             return self.json(report, status=200 if report["healthy"] else 503)
