@@ -1,1 +1,10 @@
-"""Agents and the pure core they call: features, settlement, personas, generator, store."""
+"""What the system does: the pure core, the store, the computations and the agents.
+
+    core/       feature math, settlement, classification rules, records, codec, errors (pure)
+    store/      SQLite: schema, connections, the idempotent precedence-aware writes
+    compute/    work off the event loop: feature processes, on-demand jobs, the rebuild's shards
+    data/       synthetic trades for the demo and the bench; bulk import of trade files
+    *_agent.py  one module per agent: `handle(batch, context)` (see `agents.context`)
+
+Nothing here imports `streams`: the plumbing calls the agents, never the other way round.
+"""

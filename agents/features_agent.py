@@ -1,35 +1,28 @@
 """Feature agent: `wallet-discovered` → 30-day features on demand → `wallet-features` (SPEC §7).
 
-Each batch of discoveries is cut into jobs that the feature processes (`FeaturePool`) compute,
-one query per job, at most `features.concurrency` discoveries at once. The jobs start as soon as
-the batch is fetched, beside the previous batch's publishing. A batch's offsets are committed
-only after every FeatureSet of it is delivered to the broker and the wallets are recorded.
+Each batch of discoveries is cut into jobs that `OnDemandCompute` runs (in the worker: the
+feature processes of `agents.compute.feature_pool`, one query per job), at most
+`features.concurrency` discoveries at once. The jobs start as soon as the batch is fetched, beside
+the previous batch's publishing. The batch is done once every FeatureSet of it is delivered to the
+broker and the wallets are recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
-import faust
+from agents.compute.on_demand import Discovery, OnDemandJob, Outcome
+from agents.context import AgentContext, Message, Rejected, decode_each
+from agents.core.records import WalletDiscovered
 
-from agents.on_demand import Discovery, OnDemandJob, Outcome
-from streams.codec import decode
-from streams.consumer import register_consumer
-from streams.errors import InvalidMessage
-from streams.records import WalletDiscovered
-from streams.runtime import Record, Runtime
-
-if TYPE_CHECKING:
-    from streams.app import AppTopics
-
-__all__ = ["FeatureComputeError", "job_size", "jobs_at_once", "register"]
+__all__ = ["STAGE", "FeatureComputeError", "OnDemandCompute", "handle", "job_size", "jobs_at_once"]
 
 log = logging.getLogger("personas.features")
 
+STAGE = "features"
 # Jobs queued per process: one computing, one waiting, so no process idles between jobs.
 JOBS_PER_PROCESS = 2
 
@@ -48,67 +41,89 @@ def jobs_at_once(concurrency: int, per_job: int) -> int:
     return max(1, concurrency // per_job)
 
 
-def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str) -> None:
-    config, metrics = runtime.settings.features, runtime.metrics
-    per_job = job_size(config.concurrency, config.process_count)
-    slots = asyncio.Semaphore(jobs_at_once(config.concurrency, per_job))
+@dataclass
+class OnDemandCompute:
+    """Runs on-demand jobs of `per_job` discoveries, at most `concurrency` discoveries at once."""
 
-    async def compute(discoveries: Sequence[Discovery]) -> list[Outcome]:
-        job = OnDemandJob(tuple(discoveries), config.window_days, config.min_settled_trades)
-        pool = await runtime.feature_pool()
-        async with slots:
-            # A database busy past its timeout is retried; any other read error stops the worker.
-            return await runtime.retry("features-read", pool.compute, job)
+    run: Callable[[OnDemandJob], Awaitable[list[Outcome]]]
+    concurrency: int
+    processes: int
+    per_job: int = field(init=False)
+    _slots: asyncio.Semaphore = field(init=False)
 
-    def handle(records: list[Record]) -> Awaitable[None]:
-        accepted: list[tuple[Record, WalletDiscovered]] = []
-        rejected: list[tuple[Record, BaseException]] = []
-        for record in records:
-            try:
-                accepted.append((record, decode(WalletDiscovered, record.value)))
-            except InvalidMessage as exc:
-                rejected.append((record, exc))
-        discoveries = [Discovery(d.proxy_wallet, d.discovered_at) for _, d in accepted]
-        computing = [
-            asyncio.ensure_future(compute(discoveries[start : start + per_job]))
-            for start in range(0, len(discoveries), per_job)
-        ]
-        return publish(accepted, rejected, computing)
+    def __post_init__(self) -> None:
+        self.per_job = job_size(self.concurrency, self.processes)
+        self._slots = asyncio.Semaphore(jobs_at_once(self.concurrency, self.per_job))
 
-    async def publish(
-        accepted: list[tuple[Record, WalletDiscovered]],
-        rejected: list[tuple[Record, BaseException]],
-        computing: Sequence[Awaitable[list[Outcome]]],
-    ) -> None:
-        outcomes = [outcome for job in await asyncio.gather(*computing) for outcome in job]
-        deliveries, rows, insufficient = [], [], 0
-        now = time.time()
-        for (record, discovery), outcome in zip(accepted, outcomes, strict=True):
-            wallet = discovery.proxy_wallet
-            metrics.on_demand_duration.observe(outcome.seconds)
-            if outcome.error is not None:
-                rejected.append((record, FeatureComputeError(f"{wallet}: {outcome.error}")))
-                continue
-            if outcome.features is not None:
-                status = "success"
-                deliveries.append(
-                    await runtime.send(topics.features, wallet.encode(), outcome.features)
+    async def __call__(self, job: OnDemandJob) -> list[Outcome]:
+        async with self._slots:
+            return await self.run(job)
+
+
+def handle(
+    batch: Sequence[Message], context: AgentContext, compute: OnDemandCompute
+) -> Awaitable[None]:
+    """Decode and start the jobs now; the awaitable publishes and records the outcomes."""
+    config = context.settings.features
+    accepted, rejected = decode_each(WalletDiscovered, batch)
+    discoveries = [Discovery(d.proxy_wallet, d.discovered_at) for _, d in accepted]
+    now, size = context.clock(), compute.per_job
+    computing = [
+        asyncio.ensure_future(
+            compute(
+                OnDemandJob(
+                    tuple(discoveries[start : start + size]),
+                    config.window_days,
+                    config.min_settled_trades,
+                    computed_at=now,
                 )
-            else:
-                status = "insufficient"
-                insufficient += 1
-                log.warning(
-                    "insufficient data for %s: %d settled trades in %d days (< %d); "
-                    "the daily rebuild will pick it up",
-                    wallet, outcome.round_trips, config.window_days, config.min_settled_trades,
-                )  # fmt: skip
-            rows.append((wallet, discovery.discovered_at, discovery.source, now, status, now))
-        await asyncio.gather(*deliveries)
-        store = await runtime.store()
-        await runtime.retry("features-record", store.record_wallets, rows)
-        await runtime.dead_letter_all(rejected)
-        metrics.on_demand_features.labels("success").inc(len(deliveries))
-        metrics.on_demand_features.labels("insufficient").inc(insufficient)
-        metrics.on_demand_features.labels("error").inc(len(rejected))
+            )
+        )
+        for start in range(0, len(discoveries), size)
+    ]
+    return _publish(accepted, rejected, computing, context)
 
-    register_consumer(app, runtime, "features", topics.discovered, bootstrap, handle, config)
+
+async def _publish(
+    accepted: list[tuple[Message, WalletDiscovered]],
+    rejected: list[Rejected],
+    computing: Sequence[Awaitable[list[Outcome]]],
+    context: AgentContext,
+) -> None:
+    settings, metrics = context.settings, context.metrics
+    outcomes = [outcome for job in await asyncio.gather(*computing) for outcome in job]
+    receipts, rows, insufficient = [], [], 0
+    now = context.clock()
+    for (message, discovery), outcome in zip(accepted, outcomes, strict=True):
+        wallet = discovery.proxy_wallet
+        metrics.on_demand_duration.observe(outcome.seconds)
+        if outcome.error is not None:
+            rejected.append((message, FeatureComputeError(f"{wallet}: {outcome.error}")))
+            continue
+        if outcome.features is not None:
+            status = "success"
+            receipts.append(
+                await context.sender.send(
+                    settings.topics.features, wallet.encode(), outcome.features
+                )
+            )
+        else:
+            status = "insufficient"
+            insufficient += 1
+            _log_insufficient(wallet, outcome, context)
+        rows.append((wallet, discovery.discovered_at, discovery.source, now, status, now))
+    await asyncio.gather(*receipts)
+    await context.retry("features-record", context.store.record_wallets, rows)
+    await context.dead_letter(rejected)
+    metrics.on_demand_features.labels("success").inc(len(receipts))
+    metrics.on_demand_features.labels("insufficient").inc(insufficient)
+    metrics.on_demand_features.labels("error").inc(len(rejected))
+
+
+def _log_insufficient(wallet: str, outcome: Outcome, context: AgentContext) -> None:
+    config = context.settings.features
+    log.warning(
+        "insufficient data for %s: %d settled trades in %d days (< %d); "
+        "the daily rebuild will pick it up",
+        wallet, outcome.round_trips, config.window_days, config.min_settled_trades,
+    )  # fmt: skip

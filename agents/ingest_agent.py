@@ -1,55 +1,33 @@
-"""Ingest: `trades` → validated → one INSERT OR IGNORE transaction per batch → offsets committed.
+"""Ingest: `trades` → validated → one INSERT OR IGNORE transaction per batch (SPEC §6).
 
 The trades topic is the high-volume one: batches of up to `ingest.batch_max` trades, fetched with
-up to 5 MiB per partition so that one fetch fills a batch.
+up to `MAX_PARTITION_FETCH_BYTES` per partition so that one fetch fills a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Sequence
 
-import faust
+from agents.context import AgentContext, Message, Rejected, decode_each
+from agents.core.records import Trade
 
-from streams.codec import decode
-from streams.consumer import register_consumer
-from streams.errors import InvalidMessage
-from streams.records import Trade
-from streams.runtime import Record, Runtime
+__all__ = ["MAX_PARTITION_FETCH_BYTES", "STAGE", "handle"]
 
-if TYPE_CHECKING:
-    from streams.app import AppTopics
-
-__all__ = ["register"]
-
+STAGE = "ingest"
 # Bytes per partition per fetch: ~25k trades of ~200 B, so one fetch fills a batch.
 MAX_PARTITION_FETCH_BYTES = 5 * 2**20
 
 
-def register(app: faust.App, runtime: Runtime, topics: AppTopics, bootstrap: str) -> None:
-    """Start the trades consumer with the app (after its producer, for dead letters)."""
-    config, metrics = runtime.settings.ingest, runtime.metrics
+def handle(batch: Sequence[Message], context: AgentContext) -> Awaitable[None]:
+    """Decode now, beside the batch in flight; the awaitable stores the trades."""
+    accepted, rejected = decode_each(Trade, batch)
+    return _store([trade for _, trade in accepted], rejected, context)
 
-    def handle(records: list[Record]) -> Awaitable[None]:
-        # Decoded now, while the previous batch is still being written.
-        trades: list[Trade] = []
-        rejected: list[tuple[Record, BaseException]] = []
-        for record in records:
-            try:
-                trades.append(decode(Trade, record.value))
-            except InvalidMessage as exc:
-                rejected.append((record, exc))
-        return write(trades, rejected)
 
-    async def write(trades: list[Trade], rejected: list[tuple[Record, BaseException]]) -> None:
-        store = await runtime.store()
-        inserted = await runtime.retry("ingest", store.insert_trades, trades) if trades else 0
-        await runtime.dead_letter_all(rejected)
-        metrics.trades_ingested.labels("stored").inc(inserted)
-        metrics.trades_ingested.labels("duplicate").inc(len(trades) - inserted)
-        metrics.trades_ingested.labels("rejected").inc(len(rejected))
-
-    register_consumer(
-        app, runtime, "ingest", topics.trades, bootstrap, handle, config,
-        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
-    )  # fmt: skip
+async def _store(trades: list[Trade], rejected: list[Rejected], context: AgentContext) -> None:
+    store, metrics = context.store, context.metrics
+    inserted = await context.retry(STAGE, store.insert_trades, trades) if trades else 0
+    await context.dead_letter(rejected)
+    metrics.trades_ingested.labels("stored").inc(inserted)
+    metrics.trades_ingested.labels("duplicate").inc(len(trades) - inserted)
+    metrics.trades_ingested.labels("rejected").inc(len(rejected))

@@ -9,7 +9,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.generate import DEFAULT_END, GenerateOptions, generate
+from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, connect, migrate, transaction
 
 __all__ = ["BenchData", "bench_database"]

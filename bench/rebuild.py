@@ -41,10 +41,10 @@ WHERE t.proxy_wallet = ? AND t.timestamp BETWEEN ? AND ?"""
 
 def naive_rebuild(db: Path, as_of: int, sample: int) -> dict[str, Any]:
     """The seed's per-wallet loop on a fixed random sample of the active wallets."""
-    from agents.features import WINDOWS, Fill, wallet_features
-    from agents.rebuild import active_wallets
+    from agents.compute.rebuild import active_wallets
+    from agents.core.features import WINDOWS, Fill, wallet_features
+    from agents.core.records import build_feature_set
     from agents.store import UPSERT_FEATURES_SQL, feature_row
-    from streams.records import build_feature_set
 
     conn = sqlite3.connect(db)  # as a naive job opens it: implicit transactions, defaults
     wallets = active_wallets(conn, as_of, max(WINDOWS))
@@ -72,7 +72,7 @@ def naive_rebuild(db: Path, as_of: int, sample: int) -> dict[str, Any]:
 
 
 def _child(args: argparse.Namespace) -> dict[str, Any]:
-    from agents.rebuild import RebuildOptions, run_rebuild
+    from agents.compute.rebuild import RebuildOptions, run_rebuild
 
     db = Path(args.db)
     with closing(sqlite3.connect(db)) as conn:  # every variant starts from no feature rows

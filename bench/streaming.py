@@ -635,10 +635,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 def feature_messages(data: BenchData, wallets: list[str]) -> list[tuple[bytes, bytes]]:
     """30-day FeatureSets (on_demand) of the wallets that have enough settled trades."""
-    from agents.features import wallet_features
+    from agents.core.codec import encode
+    from agents.core.features import wallet_features
+    from agents.core.records import build_feature_set
     from agents.store import connect, fills_for_wallet
-    from streams.codec import encode
-    from streams.records import build_feature_set
 
     out = []
     with closing(connect(data.path)) as conn:

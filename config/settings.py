@@ -16,17 +16,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agents.personas import RuleThresholds
-from streams.errors import ConfigError
+from config.thresholds import RuleThresholds
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["DLQ_SUFFIX", "ConfigError", "Settings", "dlq_name", "load_settings"]
 
 ENV_PREFIX = "PERSONAS_"
 ENV_ALIASES = {"PERSONAS_DB": ("database", "path"), "PERSONAS_BROKER": ("broker", "url")}
 
 _SECTION = ConfigDict(frozen=True, extra="forbid")
+#: One gate, two readers: the feature agent publishes nothing below it and the rules mark such a
+#: wallet pending. Set as `features.min_settled_trades` only, so the two can never disagree.
+_SETTLED_GATE = ("features", "min_settled_trades")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key (exit status 2).
+
+    Defined here, not with the other errors in `agents.core.errors`, so that `config` imports
+    nothing of the project's: every layer may read settings.
+    """
+
+    exit_code = 2
 
 
 class DatabaseSettings(BaseModel):
@@ -57,6 +69,14 @@ class BrokerSettings(BaseModel):
     def bootstrap(self) -> list[str]:
         """The configured bootstrap servers; empty when none is configured."""
         return [host.strip() for host in self.url.split(",") if host.strip()]
+
+
+DLQ_SUFFIX = ".dlq"
+
+
+def dlq_name(topic: str) -> str:
+    """The dead-letter topic of `topic` (SPEC §2)."""
+    return topic + DLQ_SUFFIX
 
 
 class TopicSettings(BaseModel):
@@ -154,6 +174,14 @@ class Settings(BaseModel):
     rebuild: RebuildSettings
     rules: RuleSettings = RuleSettings()
 
+    @model_validator(mode="after")
+    def _one_settled_gate(self) -> Settings:
+        if self.rules.min_settled_trades != self.features.min_settled_trades:
+            raise ValueError(
+                "rules.min_settled_trades must equal features.min_settled_trades (one gate)"
+            )
+        return self
+
 
 def load_settings(
     config_file: Path | None = None, env: Mapping[str, str] | None = None
@@ -169,6 +197,8 @@ def load_settings(
             raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
         _merge(data, _read_toml(text, str(config_file)), str(config_file))
     _merge(data, _env_overrides(os.environ if env is None else env), "environment")
+    section, key = _SETTLED_GATE
+    data.setdefault("rules", {})[key] = data[section][key]
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -192,6 +222,11 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Non
         if not isinstance(values, Mapping):
             raise ConfigError(f"{origin}: [{section}] must be a table")
         for key, value in values.items():
+            if (section, key) == ("rules", _SETTLED_GATE[1]):
+                raise ConfigError(
+                    f"{origin}: rules.{key} is set by features.{key} (one gate for the feature "
+                    "agent and the rules)"
+                )
             if key not in base.setdefault(section, {}) and key not in _optional_keys(section):
                 raise ConfigError(f"{origin}: unknown config key {section}.{key}")
             base[section][key] = value

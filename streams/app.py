@@ -1,9 +1,11 @@
-"""Builds the Faust app: topics by role, the agents, and the /metrics and /health pages."""
+"""Builds the Faust app: a consumer per agent, the daily rebuild, /metrics and /health."""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from datetime import UTC
+from functools import partial
 from typing import Any
 
 import faust
@@ -11,30 +13,21 @@ from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agents import classifier_agent, features_agent, ingest_agent, rebuild_agent
+from agents.compute.on_demand import OnDemandJob, Outcome
+from agents.features_agent import OnDemandCompute
+from agents.rebuild_agent import cron_expression
 from config.settings import Settings
+from streams.consumer import register_consumer
 from streams.runtime import Runtime
 
-__all__ = ["AppTopics", "build_app"]
+__all__ = ["build_app"]
 
-
-@dataclass(frozen=True)
-class AppTopics:
-    """The names of the topics the agents read and write (with the configured prefix)."""
-
-    trades: str
-    discovered: str
-    features: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AppTopics:
-        names = settings.topics
-        return cls(names.trades, names.discovered, names.features)
+log = logging.getLogger("personas.app")
 
 
 def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> faust.App:
     """A Faust app wired to `bootstrap`, with every agent registered."""
-    from agents import classifier_agent, features_agent, ingest_agent
-
     broker = settings.broker
     app = faust.App(
         settings.worker.app_id,
@@ -60,18 +53,55 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         autodiscover=False,
     )
     runtime = Runtime(settings, producer=app.producer)
-    topics = AppTopics.from_settings(settings)
-    for agent in (ingest_agent, features_agent, classifier_agent):
-        agent.register(app, runtime, topics, bootstrap)
+    _register_agents(app, runtime, bootstrap)
     if rebuild and settings.rebuild.enabled:
-        from agents import rebuild_agent
-
-        rebuild_agent.register(app, runtime, topics)
+        _register_daily_rebuild(app, runtime)
     _register_pages(app, runtime)
     _register_lag_monitor(app, runtime, bootstrap)
     _register_broker_guard(app, runtime, bootstrap)
     app.personas_runtime = runtime  # type: ignore[attr-defined]
     return app
+
+
+def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+    """One consumer per agent, each in its own group, calling the agent's handler."""
+    settings = runtime.settings
+    topics, features = settings.topics, settings.features
+
+    async def compute_in_processes(job: OnDemandJob) -> list[Outcome]:
+        pool = await runtime.feature_pool()
+        # A database busy past its timeout is retried; any other read error stops the worker.
+        return await runtime.retry("features-read", pool.compute, job)
+
+    compute = OnDemandCompute(compute_in_processes, features.concurrency, features.process_count)
+    register_consumer(
+        app, runtime, ingest_agent.STAGE, topics.trades, bootstrap, ingest_agent.handle,
+        settings.ingest, max_partition_fetch_bytes=ingest_agent.MAX_PARTITION_FETCH_BYTES,
+    )  # fmt: skip
+    register_consumer(
+        app, runtime, features_agent.STAGE, topics.discovered, bootstrap,
+        partial(features_agent.handle, compute=compute), features,
+    )  # fmt: skip
+    register_consumer(
+        app, runtime, classifier_agent.STAGE, topics.features, bootstrap, classifier_agent.handle,
+        settings.classifier,
+    )  # fmt: skip
+
+
+def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
+    """The rebuild daily at `rebuild.at` UTC, on the leader of the `<app_id>` group only."""
+
+    @app.crontab(cron_expression(runtime.settings.rebuild.at), timezone=UTC, on_leader=True)
+    async def daily_rebuild() -> None:
+        try:
+            await rebuild_agent.daily_rebuild(await runtime.context())
+        except Exception as exc:
+            # A failed rebuild must not stop ingest and classification; the next run redoes it.
+            runtime.health.problem("rebuild", f"last daily rebuild failed: {exc!r}")
+            log.exception("daily rebuild failed")
+            return
+        runtime.health.clear("rebuild")
+        runtime.health.progressed("rebuild")
 
 
 def _register_lag_monitor(app: faust.App, runtime: Runtime, bootstrap: str) -> None:

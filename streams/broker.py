@@ -23,8 +23,8 @@ from pathlib import Path
 
 import orjson
 
+from agents.core.errors import BrokerError
 from config.settings import Settings
-from streams.errors import BrokerError
 
 __all__ = [
     "EmbeddedBroker",

@@ -5,10 +5,10 @@ Each agent reads its topic with a plain aiokafka consumer in its own group `<app
 on every topic) held one worker to ~3,300 trades/s, and profiled as ~40 % of the event loop on the
 on-demand path; here a batch costs one fetch and one commit.
 
-The guarantee: `handle(batch)` stores the batch (SQLite commit, broker receipts, dead letters),
-and only then are its offsets committed, so an offset is never committed past a message that has
-not finished. A handler that cannot finish crashes the process (`Runtime.crash`) and commits
-nothing; the batch is redelivered and every write is idempotent.
+The guarantee: `handle(batch, context)` stores the batch (SQLite commit, broker receipts, dead
+letters), and only then are its offsets committed, so an offset is never committed past a message
+that has not finished. A handler that cannot finish crashes the process (`Runtime.crash`) and
+commits nothing; the batch is redelivered and every write is idempotent.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 
+from agents.context import AgentContext
 from config.settings import BatchSettings
 from streams.runtime import Record, Runtime
 from streams.topics import stage_group
@@ -31,7 +32,8 @@ __all__ = ["BatchConsumer", "register_consumer"]
 
 log = logging.getLogger("personas.consumer")
 
-Handler = Callable[[list[Record]], Awaitable[None]]
+#: An agent's `handle(batch, context)` (see `agents.context`).
+Handler = Callable[[list[Record], AgentContext], Awaitable[None]]
 
 # How long a fetch waits for data on an idle partition: short, so an on-demand hop adds no
 # latency (with data waiting, a fetch answers at once anyway).
@@ -77,6 +79,7 @@ class BatchConsumer(Service):
         super().__init__(**kwargs)
         self.runtime, self.stage, self.topic, self.bootstrap = runtime, stage, topic, bootstrap
         self._handle = handle
+        self._context: AgentContext | None = None
         self._batch_max, self._within_ms = batch_max, int(batch_within_s * 1000)
         self._fetch_bytes = max_partition_fetch_bytes
         # Held while a batch is fetched: a rebalance or a shutdown waits for it.
@@ -87,6 +90,7 @@ class BatchConsumer(Service):
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
+        self._context = await self.runtime.context()
         settings = self.runtime.settings
         broker = settings.broker
         self._consumer = AIOKafkaConsumer(
@@ -136,7 +140,7 @@ class BatchConsumer(Service):
     async def _consume(self) -> None:
         while True:
             async with self._fetching:
-                if self._closed or self._consumer is None:
+                if self._closed or self._consumer is None or self._context is None:
                     return
                 fetched = await self._consumer.getmany(
                     timeout_ms=self._within_ms, max_records=self._batch_max
@@ -146,7 +150,7 @@ class BatchConsumer(Service):
                 records = [record for batch in fetched.values() for record in batch]
                 offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
                 try:
-                    handled = self._handle(records)
+                    handled = self._handle(records, self._context)
                 except Exception as exc:  # a bug: stop before anything of it is committed
                     self.runtime.crash(self.stage, exc)
                 await self._wait_in_flight()

@@ -20,16 +20,16 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from agents.features import feature_date
-from agents.generate import Dataset, GenerateOptions, generate
+from agents.core.codec import dumps
+from agents.core.errors import WalletError
+from agents.core.features import feature_date
+from agents.core.records import Market, Trade, WalletDiscovered
+from agents.data.generate import Dataset, GenerateOptions, generate
 from agents.store import connect, insert_markets
 from config.settings import Settings, load_settings
 from streams.broker import broker_for, free_port
-from streams.codec import dumps
-from streams.errors import WalletError
 from streams.producer import publisher
 from streams.progress import Progress
-from streams.records import Market, Trade, WalletDiscovered
 from streams.worker import prepare
 
 __all__ = ["command_demo", "run_demo"]
@@ -215,7 +215,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def command_demo(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    from agents.generate import DEFAULT_END
+    from agents.data.generate import DEFAULT_END
 
     options = GenerateOptions(wallets=args.wallets, days=args.days, seed=args.seed, end=DEFAULT_END)
     summary = run_demo(settings, options, args.config, quiet=args.json)

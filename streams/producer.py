@@ -11,9 +11,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
+from agents.core.codec import encode
+from agents.core.records import FeatureSet, Trade, WalletDiscovered
 from config.settings import Settings
-from streams.codec import encode
-from streams.records import FeatureSet, Trade, WalletDiscovered
 
 __all__ = ["Publisher", "discovery", "publish_discoveries", "publisher"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from config.settings import Settings
+from config.settings import DLQ_SUFFIX, Settings, dlq_name
 
 __all__ = [
     "DLQ_SUFFIX",
@@ -23,14 +23,8 @@ __all__ = [
 
 log = logging.getLogger("personas.topics")
 
-DLQ_SUFFIX = ".dlq"
 #: The agents that consume a topic, each in its own consumer group `<app_id>-<stage>`.
 STAGES = ("ingest", "features", "classifier")
-
-
-def dlq_name(topic: str) -> str:
-    """The dead-letter topic of `topic`."""
-    return topic + DLQ_SUFFIX
 
 
 def stage_group(app_id: str, stage: str) -> str:

@@ -33,10 +33,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from agents.core.codec import dumps, loads
+from agents.core.errors import InvalidMessage, WalletError
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
-from streams.codec import dumps, loads
-from streams.errors import InvalidMessage, WalletError
 from streams.ops.offsets import LogRange, joined_member, log_ranges, quiet_clients, reader
 from streams.producer import publisher
 from streams.topics import DLQ_SUFFIX, dlq_name

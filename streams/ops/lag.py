@@ -36,9 +36,9 @@ from typing import Literal
 
 from aiokafka import TopicPartition
 
+from agents.core.codec import dumps
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
-from streams.codec import dumps
 from streams.ops.offsets import (
     GroupInfo,
     admin_client,

@@ -30,8 +30,8 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.structs import ConsumerRecord
 
+from agents.core.errors import BrokerError, InvalidMessage
 from config.settings import Settings
-from streams.errors import BrokerError, InvalidMessage
 
 __all__ = [
     "GroupInfo",

@@ -23,15 +23,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from agents.importer import RowError, read_records
+from agents.core.codec import dumps, invalid_from
+from agents.core.errors import InvalidMessage
+from agents.core.records import Trade, Wallet, WalletDiscovered, parse_timestamp
+from agents.data.importer import RowError, read_records
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
-from streams.codec import dumps, invalid_from
-from streams.errors import InvalidMessage
 from streams.ops.offsets import quiet_clients
 from streams.producer import publisher
 from streams.progress import Progress
-from streams.records import Trade, Wallet, WalletDiscovered, parse_timestamp
 from streams.topics import ensure_topics
 
 __all__ = ["DiscoveryLine", "PublishReport", "command_publish", "publish_file", "validate_file"]

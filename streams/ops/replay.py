@@ -24,10 +24,11 @@ from typing import Literal
 
 from aiokafka import TopicPartition
 
+from agents.core.codec import dumps
+from agents.core.errors import InvalidMessage, WalletError
+from agents.core.records import parse_timestamp
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
-from streams.codec import dumps
-from streams.errors import InvalidMessage, WalletError
 from streams.ops.offsets import (
     LogRange,
     admin_client,
@@ -40,7 +41,6 @@ from streams.ops.offsets import (
     reader,
     topic_partitions,
 )
-from streams.records import parse_timestamp
 
 __all__ = [
     "Move",

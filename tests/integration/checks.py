@@ -7,10 +7,10 @@ import random
 import sqlite3
 from typing import NamedTuple
 
-from agents.generate import Dataset, GenerateOptions, generate
+from agents.core.records import Market, Trade, WalletDiscovered
+from agents.data.generate import Dataset, GenerateOptions, generate
 from agents.store import connect, insert_markets, migrate
 from config.settings import Settings
-from streams.records import Market, Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
 

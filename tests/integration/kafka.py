@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from agents.core.records import Trade, WalletDiscovered
 from config.settings import Settings
 from streams.producer import publisher
-from streams.records import Trade, WalletDiscovered
 
 __all__ = ["consume_and_commit", "group_consumer", "publish", "publish_raw", "read_topic"]
 

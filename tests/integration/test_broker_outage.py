@@ -28,7 +28,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from agents.generate import DEFAULT_END, GenerateOptions, generate
+from agents.core.records import Trade
+from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import connect, migrate
 from config.settings import Settings
 from streams.broker import EmbeddedBroker
@@ -36,7 +37,6 @@ from streams.health import Health
 from streams.metrics import Metrics
 from streams.offset_guard import EXIT_LOG_LOST, BrokerGuard, find_lost_offsets
 from streams.ops.offsets import joined_member
-from streams.records import Trade
 from streams.topics import ensure_topics, stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.generate import DEFAULT_END, GenerateOptions, generate
+from agents.core.records import Trade, WalletDiscovered
+from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, connect, migrate, transaction
 from config.settings import Settings
-from streams.records import Trade, WalletDiscovered
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
 from tests.integration.checks import count, wait_until_classified

@@ -34,12 +34,11 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.features import WINDOWS, feature_date, wallet_features
-from agents.generate import DEFAULT_END, GenerateOptions, generate
-from agents.personas import classify
-from agents.rebuild import ROW_KEYS
+from agents.core.features import WINDOWS, feature_date, wallet_features
+from agents.core.records import Trade
+from agents.core.rules import classify
+from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import (
-    FEATURE_NAMES,
     INSERT_MARKET_SQL,
     INSERT_TRADE_SQL,
     connect,
@@ -47,9 +46,9 @@ from agents.store import (
     migrate,
     transaction,
 )
+from agents.store.schema import FEATURE_NAMES, FEATURE_ROW_KEYS
 from config.settings import Settings
 from streams.ops.dlq import list_dead_letters
-from streams.records import Trade
 from streams.topics import dlq_name
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified
@@ -336,7 +335,7 @@ REBUILD_KILLS = 2
 
 
 def _rebuild_rows(path: Path) -> dict[tuple[str, int], tuple[Any, ...]]:
-    keys = [k for k in ROW_KEYS if k != "computed_at"]
+    keys = [k for k in FEATURE_ROW_KEYS if k != "computed_at"]
     with closing(connect(path)) as conn:
         rows = conn.execute(f"SELECT {', '.join(keys)} FROM wallet_features")
         return {(row[0], row[2]): tuple(row) for row in rows}

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.feature_pool import FeaturePool
-from agents.features import wallet_features
-from agents.on_demand import Discovery, OnDemandJob, Outcome
+from agents.compute.feature_pool import FeaturePool
+from agents.compute.on_demand import Discovery, OnDemandJob, Outcome
+from agents.core.features import wallet_features
 from agents.store import connect, fills_for_wallet, migrate
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def run_pool(db: Path, job: OnDemandJob, kill_one: bool = False) -> list[Outcome
 
 def test_pool_equals_single_wallet_reads_bit_for_bit(db: Path) -> None:
     found = discoveries()
-    outcomes = run_pool(db, OnDemandJob(found, WINDOW, 5))
+    outcomes = run_pool(db, OnDemandJob(found, WINDOW, 5, computed_at=1.0))
     assert observed(outcomes) == expected(db, found)
     assert 3 < sum(o.features is not None for o in outcomes) < len(WALLETS) - 3  # a real mix
     assert outcomes[-1].insufficient and outcomes[-1].round_trips == 0  # the unknown wallet
@@ -119,13 +119,13 @@ def test_pool_equals_single_wallet_reads_bit_for_bit(db: Path) -> None:
 
 def test_a_dead_process_is_replaced_and_the_job_still_computed(db: Path) -> None:
     found = discoveries()
-    outcomes = run_pool(db, OnDemandJob(found, WINDOW, 5), kill_one=True)
+    outcomes = run_pool(db, OnDemandJob(found, WINDOW, 5, computed_at=1.0), kill_one=True)
     assert observed(outcomes) == expected(db, found)
 
 
 OWNER = """
 import asyncio, sys
-from agents.feature_pool import FeaturePool
+from agents.compute.feature_pool import FeaturePool
 
 async def main():
     pool = FeaturePool(sys.argv[1], 10_000, processes=2)

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agents.generate import DEFAULT_END, GenerateOptions
+from agents.core.codec import MAX_MESSAGE_BYTES, encode
+from agents.core.records import Trade, WalletDiscovered
+from agents.data.generate import DEFAULT_END, GenerateOptions
 from config.settings import Settings
-from streams.codec import MAX_MESSAGE_BYTES, encode
-from streams.records import Trade, WalletDiscovered
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified
 from tests.integration.test_crash_safety import (

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.generate import DEFAULT_END, GenerateOptions
+from agents.core.records import WalletDiscovered
+from agents.data.generate import DEFAULT_END, GenerateOptions
 from agents.store import connect
 from config.settings import Settings
 from streams.cli import main
-from streams.records import WalletDiscovered
 from streams.topics import stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.features import feature_date, wallet_features
-from agents.generate import DEFAULT_END, GenerateOptions
-from agents.personas import classify
+from agents.core.features import feature_date, wallet_features
+from agents.core.rules import classify
+from agents.data.generate import DEFAULT_END, GenerateOptions
 from agents.store import fills_for_wallet
 from config.settings import Settings
 from streams.topics import dlq_name

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from agents.features import WINDOWS, wallet_features
-from agents.generate import DEFAULT_END, GenerateOptions, generate
-from agents.rebuild import ROW_KEYS, RebuildOptions, RebuildResult, run_rebuild
+from agents.compute.rebuild import RebuildOptions, RebuildResult, run_rebuild
+from agents.core.features import WINDOWS, wallet_features
+from agents.core.records import build_feature_set
+from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import (
     INSERT_MARKET_SQL,
     INSERT_TRADE_SQL,
@@ -27,7 +28,7 @@ from agents.store import (
     transaction,
     upsert_feature_rows,
 )
-from streams.records import build_feature_set
+from agents.store.schema import FEATURE_ROW_KEYS
 
 WALLETS = 3000
 AS_OF = DEFAULT_END
@@ -68,7 +69,7 @@ def db(trades_db: Path, tmp_path: Path) -> Path:
 def rows_of(path: Path, source: str | None = None) -> dict[tuple[str, int], tuple[Any, ...]]:
     where = "" if source is None else f" WHERE source = '{source}'"
     with closing(connect(path)) as conn:
-        rows = conn.execute(f"SELECT {', '.join(ROW_KEYS)} FROM wallet_features{where}")
+        rows = conn.execute(f"SELECT {', '.join(FEATURE_ROW_KEYS)} FROM wallet_features{where}")
         return {(row[0], row[2]): row for row in rows}
 
 
@@ -156,8 +157,10 @@ def test_a_rerun_writes_the_same_rows(db: Path) -> None:
     assert second.rows_written == first.rows_written == len(after) == len(before)
 
     def without_computed_at(rows: dict[Any, tuple[Any, ...]]) -> dict[Any, tuple[Any, ...]]:
-        at = ROW_KEYS.index("computed_at")
+        at = FEATURE_ROW_KEYS.index("computed_at")
         return {key: bits(row[:at] + row[at + 1 :]) for key, row in rows.items()}
 
     assert without_computed_at(after) == without_computed_at(before)
-    assert {row[ROW_KEYS.index("computed_at")] for row in after.values()} == {COMPUTED_AT + 1}
+    assert {row[FEATURE_ROW_KEYS.index("computed_at")] for row in after.values()} == {
+        COMPUTED_AT + 1
+    }

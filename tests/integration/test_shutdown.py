@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from agents.generate import DEFAULT_END, GenerateOptions
+from agents.data.generate import DEFAULT_END, GenerateOptions
 from config.settings import Settings
 from streams.ops.offsets import committed_offsets
 from streams.topics import stage_group

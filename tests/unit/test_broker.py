@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.core.errors import BrokerError
 from config.settings import load_settings
 from streams import broker as broker_module
 from streams.broker import (
@@ -16,7 +17,6 @@ from streams.broker import (
     run_file_path,
     wait_until_ready,
 )
-from streams.errors import BrokerError
 
 
 def test_broker_for_starts_records_and_cleans_up(tmp_path: Path) -> None:

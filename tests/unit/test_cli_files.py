@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.generate import DEFAULT_END
+from agents.data.generate import DEFAULT_END
 from streams.cli import main
 
 WALLET = "0x" + "ab" * 20

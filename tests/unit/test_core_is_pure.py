@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = ["agents.settlement", "agents.features", "agents.personas"]
+CORE = ["agents.core.settlement", "agents.core.features", "agents.core.rules"]
 FORBIDDEN = {"faust", "aiokafka", "aiosqlite", "sqlite3", "mode"}
 
 

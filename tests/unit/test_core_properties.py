@@ -6,7 +6,7 @@ from dataclasses import fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.features import (
+from agents.core.features import (
     WINDOWS,
     Fill,
     WindowFeatures,
@@ -14,7 +14,8 @@ from agents.features import (
     wallet_features,
     window_features,
 )
-from agents.personas import RuleThresholds, classify, explain
+from agents.core.rules import classify, explain
+from config.thresholds import RuleThresholds
 
 DAY = 86_400
 AS_OF = 100 * DAY

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from agents.features import (
+from agents.core.features import (
     Fill,
     LifetimeStats,
     WindowFeatures,

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.generate import (
+from agents.data.generate import (
     BEHAVIOURS,
     DEFAULT_END,
     Dataset,

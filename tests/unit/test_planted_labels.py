@@ -6,9 +6,10 @@ from collections import defaultdict
 
 import pytest
 
-from agents.features import Fill, wallet_features
-from agents.generate import BEHAVIOURS, DEFAULT_END, Dataset, GenerateOptions, generate
-from agents.personas import RuleThresholds, classify
+from agents.core.features import Fill, wallet_features
+from agents.core.rules import classify
+from agents.data.generate import BEHAVIOURS, DEFAULT_END, Dataset, GenerateOptions, generate
+from config.thresholds import RuleThresholds
 
 # The on-demand path (SPEC §7) publishes nothing below 5 round trips in the window. INACTIVE has
 # no trade in the window at all, so only the daily rebuild can classify it; pending is the label.

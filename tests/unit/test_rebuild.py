@@ -11,12 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
-import agents.rebuild as rebuild
-from agents.features import WINDOWS, wallet_features
-from agents.rebuild import ROW_KEYS, RebuildOptions, ShardJob, ShardResult, run_rebuild
-from agents.rebuild_agent import command_rebuild, cron_expression
-from agents.store import _ALL_FEATURE_KEYS, connect, fills_for_wallet, migrate
-from streams.errors import BrokerError
+import agents.compute.rebuild as rebuild
+from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
+from agents.core.errors import BrokerError
+from agents.core.features import WINDOWS, wallet_features
+from agents.rebuild_agent import cron_expression
+from agents.store import connect, fills_for_wallet, migrate
+from agents.store.schema import FEATURE_ROW_KEYS
+from streams.cli.rebuild import command_rebuild
 
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
@@ -54,14 +56,10 @@ def db(tmp_path: Path) -> Iterator[Path]:
 def stored(path: Path) -> dict[tuple[str, int], tuple[Any, ...]]:
     conn = connect(path)
     try:
-        rows = conn.execute(f"SELECT {', '.join(ROW_KEYS)} FROM wallet_features").fetchall()
+        rows = conn.execute(f"SELECT {', '.join(FEATURE_ROW_KEYS)} FROM wallet_features").fetchall()
     finally:
         conn.close()
     return {(row[0], row[2]): row for row in rows}
-
-
-def test_row_order_is_the_stores() -> None:
-    assert ROW_KEYS == _ALL_FEATURE_KEYS
 
 
 def test_cron_expression() -> None:
@@ -86,7 +84,7 @@ def test_rows_are_the_kernels_with_full_history(db: Path) -> None:
         for wallet in (ACTIVE, EDGE):
             windows, lifetime = wallet_features(fills_for_wallet(conn, wallet, AS_OF), AS_OF)
             for days in WINDOWS:
-                row = dict(zip(ROW_KEYS, rows[wallet, days], strict=True))
+                row = dict(zip(FEATURE_ROW_KEYS, rows[wallet, days], strict=True))
                 assert row["source"] == "batch" and row["as_of"] == AS_OF
                 assert row["feature_date"] == "2026-01-01" and row["computed_at"] == 5.0
                 assert row["trade_count"] == windows[days].trade_count
@@ -94,8 +92,8 @@ def test_rows_are_the_kernels_with_full_history(db: Path) -> None:
     finally:
         conn.close()
     # Lifetime reaches 200 days back; the trade after as_of counts nowhere.
-    assert dict(zip(ROW_KEYS, rows[ACTIVE, 90], strict=True))["total_trades"] == 4
-    assert dict(zip(ROW_KEYS, rows[ACTIVE, 7], strict=True))["trade_count"] == 1
+    assert dict(zip(FEATURE_ROW_KEYS, rows[ACTIVE, 90], strict=True))["total_trades"] == 4
+    assert dict(zip(FEATURE_ROW_KEYS, rows[ACTIVE, 7], strict=True))["trade_count"] == 1
     assert [row[2] for row in result.publish_rows] == [30, 30]
 
 

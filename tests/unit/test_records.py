@@ -8,10 +8,10 @@ import math
 import orjson
 import pytest
 
-from agents.features import LifetimeStats, WindowFeatures
-from streams.codec import MAX_MESSAGE_BYTES, decode
-from streams.errors import InvalidMessage
-from streams.records import FeatureSet, Trade, WalletDiscovered, parse_timestamp
+from agents.core.codec import MAX_MESSAGE_BYTES, decode
+from agents.core.errors import InvalidMessage
+from agents.core.features import LifetimeStats, WindowFeatures
+from agents.core.records import FeatureSet, Trade, WalletDiscovered, parse_timestamp
 
 WALLET = "0x" + "Ab" * 20
 GOOD_TRADE = {

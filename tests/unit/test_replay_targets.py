@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.errors import InvalidMessage
+from agents.core.errors import InvalidMessage
 from streams.ops.offsets import LogRange
 from streams.ops.replay import Move, Target, parse_target, resolve_target
 

@@ -14,16 +14,11 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
+from agents.context import dead_letter_envelope
+from agents.core.errors import InvalidMessage, StoreError
+from agents.retry import RETRY_FIRST_S, RETRY_MAX_S, Retry, is_transient
 from config.settings import Settings
-from streams.errors import InvalidMessage, StoreError
-from streams.runtime import (
-    EXIT_INFRASTRUCTURE,
-    RETRY_FIRST_S,
-    RETRY_MAX_S,
-    Runtime,
-    dead_letter_envelope,
-    is_transient,
-)
+from streams.runtime import EXIT_INFRASTRUCTURE, Runtime
 
 
 @pytest.mark.parametrize(
@@ -94,10 +89,10 @@ def runtime(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Runtime:
     def exit_(status: int) -> None:
         raise Crashed(status)
 
-    monkeypatch.setattr("streams.runtime.asyncio.sleep", no_sleep)
     monkeypatch.setattr("streams.runtime.os._exit", exit_)
     monkeypatch.setattr(logging, "shutdown", lambda: None)
     rt = Runtime(settings)
+    rt.retry = Retry(rt.metrics.transient_retries, rt.crash, sleep=no_sleep)
     rt.sleeps = sleeps  # type: ignore[attr-defined]
     return rt
 

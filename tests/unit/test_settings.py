@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config.settings import load_settings
+from config.settings import ConfigError, load_settings
 from streams.cli import main
-from streams.errors import ConfigError
 
 
 def test_defaults_match_the_spec() -> None:

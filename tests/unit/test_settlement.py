@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.settlement import RoundTrip, settle
+from agents.core.settlement import RoundTrip, settle
 
 
 def test_partial_fills_consume_lots_front_first() -> None:

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from agents.features import Fill, wallet_features
-from agents.personas import Classification, RuleThresholds, classify
+from agents.core.features import Fill, wallet_features
+from agents.core.records import FeatureSet, Source, build_feature_set
+from agents.core.rules import Classification, classify
 from agents.store import Classified, connect, migrate, write_classified
-from streams.records import FeatureSet, Source, build_feature_set
+from config.thresholds import RuleThresholds
 
 WALLET = "0x" + "1" * 40
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
+NOW = AS_OF + DAY  # when the classifier stores a batch
 
 
 def fills(profit: float) -> list[Fill]:
@@ -61,33 +63,33 @@ def test_migrate_is_idempotent(conn: sqlite3.Connection) -> None:
 
 def test_on_demand_never_overwrites_batch(conn: sqlite3.Connection) -> None:
     batch = classified("batch", 0.2)
-    write_classified(conn, [batch])
-    write_classified(conn, [classified("on_demand", -0.2)])
+    write_classified(conn, [batch], NOW)
+    write_classified(conn, [classified("on_demand", -0.2)], NOW)
     features, classifications = stored(conn)
     assert features == [("batch", pytest.approx(batch.features.realized_pnl))]
     assert classifications == [("batch", batch.result.reason)]
 
 
 def test_batch_overwrites_on_demand(conn: sqlite3.Connection) -> None:
-    write_classified(conn, [classified("on_demand", -0.2)])
+    write_classified(conn, [classified("on_demand", -0.2)], NOW)
     batch = classified("batch", 0.2)
-    write_classified(conn, [batch])
+    write_classified(conn, [batch], NOW)
     features, classifications = stored(conn)
     assert features == [("batch", pytest.approx(batch.features.realized_pnl))]
     assert classifications == [("batch", batch.result.reason)]
 
 
 def test_on_demand_overwrites_on_demand(conn: sqlite3.Connection) -> None:
-    write_classified(conn, [classified("on_demand", 0.2)])
+    write_classified(conn, [classified("on_demand", 0.2)], NOW)
     later = classified("on_demand", -0.2)
-    write_classified(conn, [later])
+    write_classified(conn, [later], NOW)
     features, _ = stored(conn)
     assert features == [("on_demand", pytest.approx(later.features.realized_pnl))]
 
 
 def test_precedence_inside_one_batch(conn: sqlite3.Connection) -> None:
     batch = classified("batch", 0.2)
-    write_classified(conn, [batch, classified("on_demand", -0.2)])
+    write_classified(conn, [batch, classified("on_demand", -0.2)], NOW)
     features, classifications = stored(conn)
     assert features == [("batch", pytest.approx(batch.features.realized_pnl))]
     assert classifications == [("batch", batch.result.reason)]
@@ -96,7 +98,7 @@ def test_precedence_inside_one_batch(conn: sqlite3.Connection) -> None:
 def test_rewriting_the_same_input_adds_no_row(conn: sqlite3.Connection) -> None:
     item = classified("on_demand", 0.2)
     for _ in range(3):
-        write_classified(conn, [item])
+        write_classified(conn, [item], NOW)
     counts = [
         conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         for table in ("wallet_features", "wallet_classifications")
@@ -106,13 +108,13 @@ def test_rewriting_the_same_input_adds_no_row(conn: sqlite3.Connection) -> None:
 
 def test_traits_follow_the_winning_classification(conn: sqlite3.Connection) -> None:
     batch = classified("batch", 0.2)
-    write_classified(conn, [batch])
+    write_classified(conn, [batch], NOW)
     before = conn.execute("SELECT trait, value FROM wallet_traits ORDER BY trait").fetchall()
     fake = Classification(
         status="excluded", persona=None, reason="RECENT_LOSS", stage="1.5", metric_value=-1.0,
         threshold=0.0, confidence=None, traits=(("ON_DEMAND_ONLY", None),), rules_version="x",
     )  # fmt: skip
     on_demand: FeatureSet = batch.features.model_copy(update={"source": "on_demand"})
-    write_classified(conn, [Classified(on_demand, fake)])
+    write_classified(conn, [Classified(on_demand, fake)], NOW)
     after = conn.execute("SELECT trait, value FROM wallet_traits ORDER BY trait").fetchall()
     assert after == before

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from streams.errors import WalletError
+from agents.core.errors import WalletError
+from config.settings import ConfigError
 
 __all__ = ["main"]
 
@@ -114,19 +115,19 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
 
         return command_demo
     if name == "generate":
-        from streams.commands import command_generate
+        from streams.cli.files import command_generate
 
         return command_generate
     if name == "import":
-        from streams.commands import command_import
+        from streams.cli.files import command_import
 
         return command_import
     if name in ("features", "classify"):
-        from streams.commands import command_classify, command_features
+        from streams.cli.files import command_classify, command_features
 
         return command_features if name == "features" else command_classify
     if name == "rebuild":
-        from agents.rebuild_agent import command_rebuild
+        from streams.cli.rebuild import command_rebuild
 
         return command_rebuild
     if name == "publish":
@@ -173,13 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _stop_before_start)
     try:
         return _handler(args.command)(args)
-    except WalletError as exc:
+    except (WalletError, ConfigError) as exc:
         print(f"personas {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"personas {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from streams.errors import InvalidMessage
+from agents.core.errors import InvalidMessage
 
 __all__ = ["MAX_MESSAGE_BYTES", "decode", "dumps", "encode", "invalid_from", "loads", "validate"]
 

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from agents.core.codec import MAX_MESSAGE_BYTES, loads, validate
+from agents.core.errors import InvalidMessage
+from agents.core.records import Market, Trade
 from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, trade_row, transaction
-from streams.codec import MAX_MESSAGE_BYTES, loads, validate
-from streams.errors import InvalidMessage
-from streams.records import Market, Trade
 
 __all__ = ["ImportReport", "RowError", "import_markets", "import_trades", "read_records"]
 

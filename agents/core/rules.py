@@ -1,4 +1,4 @@
-"""SPEC §8 classification as a rule table, with an explanation that shares it; stdlib + pydantic.
+"""SPEC §8 classification as a rule table, with an explanation that shares it; stdlib only.
 
 `classify` and `explain` walk the same table with the same decision helpers (`classify` stops at
 the deciding rule), and tests hold `classify` equal to `explain(...).classification`.
@@ -12,17 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from agents.features import LifetimeStats, WindowFeatures
+from agents.core.features import LifetimeStats, WindowFeatures
 
 __all__ = [
     "RULES",
+    "THRESHOLD_NAMES",
     "TRAITS",
     "Classification",
     "Condition",
@@ -30,7 +29,7 @@ __all__ = [
     "Explanation",
     "Rule",
     "RuleResult",
-    "RuleThresholds",
+    "Thresholds",
     "Trait",
     "TraitResult",
     "classify",
@@ -42,47 +41,9 @@ FOLLOWABLE, EXCLUDED, UNCLASSIFIED, PENDING = "followable", "excluded", "unclass
 INSUFFICIENT_DATA, NO_PERSONA_MATCH = "INSUFFICIENT_DATA", "NO_PERSONA_MATCH"
 
 
-class RuleThresholds(BaseModel):
-    """Every SPEC §8 number, with its SPEC default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    min_settled_trades: int = Field(5, ge=0)
-    sniper_max_age_days: int = Field(30, ge=0)
-    sniper_min_win_rate: float = Field(0.85, ge=0, le=1)
-    sniper_max_trades: int = Field(20, ge=0)
-    sniper_min_round_trips: int = Field(0, ge=0)
-    min_wallet_age_days: int = Field(45, ge=0)
-    min_total_trades: int = Field(10, ge=0)
-    max_days_inactive: int = Field(45, ge=0)
-    min_lifetime_roi: float = Field(0.0, ge=-1)
-    min_recent_pnl: float = 0.0
-    topic_lane_min_ratio: float = Field(0.65, ge=0, le=1)
-    bonder_min_extreme_ratio: float = Field(0.60, ge=0, le=1)
-    whale_min_avg_trade_usdc: float = Field(100.0, ge=0)
-    noise_min_trades_per_week: float = Field(50.0, ge=0)
-    noise_max_abs_roi: float = Field(0.02, ge=0)
-    news_sniper_min_burstiness: float = Field(0.70, ge=0, le=1)
-    lp_min_buy_sell_balance: float = Field(0.45, ge=0, le=1)
-    lp_min_mid_fill_ratio: float = Field(0.60, ge=0, le=1)
-    bot_swarm_min_trades_per_day: float = Field(200.0, ge=0)
-    bot_swarm_max_avg_trade_usdc: float = Field(5.0, ge=0)
-    tail_risk_min_win_rate: float = Field(0.80, ge=0, le=1)
-    tail_risk_loss_to_win_multiple: float = Field(5.0, ge=0)
-    jackpot_min_top1_share: float = Field(0.60, ge=0, le=1)
-    jackpot_max_win_rate: float = Field(0.45, ge=0, le=1)
-    specialist_max_open_positions: int = Field(5, ge=0)
-    specialist_min_concentration: float = Field(0.60, ge=0, le=1)
-    specialist_min_win_rate: float = Field(0.60, ge=0, le=1)
-    generalist_min_unique_markets: int = Field(20, ge=0)
-    generalist_min_win_rate: float = Field(0.52, ge=0, le=1)
-    generalist_max_win_rate: float = Field(0.60, ge=0, le=1)
-    generalist_max_drawdown_pct: float = Field(15.0, ge=0)
-    generalist_min_sharpe: float = 1.0
-    accumulator_min_avg_hold_hours: float = Field(48.0, ge=0)
-    accumulator_max_trades_per_week: float = Field(5.0, ge=0)
-    accumulator_min_roi: float = Field(0.05, ge=-1)
-    low_roi_min: float = Field(0.05, ge=-1)
+#: The numbers the table names, read by attribute (config's `RuleThresholds`); hashable, so
+#: that `rules_version` is computed once per set of thresholds.
+Thresholds: TypeAlias = Hashable
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -115,21 +76,6 @@ class Rule:
     stage: str
     kind: str
     conditions: tuple[Condition, ...]
-
-    @property
-    def metric(self) -> str:
-        """The reported metric: the first condition's."""
-        return self.conditions[0].metric
-
-    @property
-    def op(self) -> str:
-        """The first condition's operator."""
-        return self.conditions[0].op
-
-    @property
-    def threshold_field(self) -> str:
-        """The first condition's RuleThresholds field."""
-        return self.conditions[0].threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +202,17 @@ TRAITS: tuple[Trait, ...] = (
     Trait("WHALE", _c("avg_trade_size_usdc", ">=", "whale_min_avg_trade_usdc")),
 )
 
+#: Every threshold the table reads (`known_bots` is the wallet list, passed on its own).
+THRESHOLD_NAMES: tuple[str, ...] = tuple(
+    sorted(
+        (
+            {c.threshold for rule in RULES for c in rule.conditions}
+            | {t.condition.threshold for t in TRAITS}
+        )
+        - {"known_bots"}
+    )
+)
+
 _WINDOW_FIELDS = tuple(f.name for f in fields(WindowFeatures))
 _LIFETIME_FIELDS = tuple(f.name for f in fields(LifetimeStats))
 
@@ -334,7 +291,7 @@ def _metrics(window: WindowFeatures, lifetime: LifetimeStats) -> dict[str, Any]:
     return values
 
 
-def _threshold(cond: Condition, metrics: dict[str, Any], thresholds: RuleThresholds) -> Any:
+def _threshold(cond: Condition, metrics: dict[str, Any], thresholds: Thresholds) -> Any:
     threshold = getattr(thresholds, cond.threshold)
     return threshold * metrics[cond.scale] if cond.scale is not None else threshold
 
@@ -342,7 +299,7 @@ def _threshold(cond: Condition, metrics: dict[str, Any], thresholds: RuleThresho
 def _passes(
     cond: Condition,
     metrics: dict[str, Any],
-    thresholds: RuleThresholds,
+    thresholds: Thresholds,
     wallet: str,
     bots: frozenset[str],
 ) -> bool:
@@ -354,7 +311,7 @@ def _passes(
 def _evaluate(
     cond: Condition,
     metrics: dict[str, Any],
-    thresholds: RuleThresholds,
+    thresholds: Thresholds,
     wallet: str,
     bots: frozenset[str],
 ) -> ConditionResult:
@@ -369,7 +326,7 @@ def _evaluate(
 
 
 @lru_cache(maxsize=64)
-def rules_version(thresholds: RuleThresholds, known_bots: frozenset[str]) -> str:
+def rules_version(thresholds: Thresholds, known_bots: frozenset[str]) -> str:
     """Stable 12-hex hash of the rule table, the thresholds and the known bots."""
     doc = {
         "rules": [
@@ -384,8 +341,7 @@ def rules_version(thresholds: RuleThresholds, known_bots: frozenset[str]) -> str
         "traits": [
             [t.code, t.condition.metric, t.condition.op, t.condition.threshold] for t in TRAITS
         ],
-        # Only RuleThresholds' own fields: a settings subclass may carry extra keys.
-        "thresholds": {name: getattr(thresholds, name) for name in RuleThresholds.model_fields},
+        "thresholds": {name: getattr(thresholds, name) for name in THRESHOLD_NAMES},
         "known_bots": sorted(b.lower() for b in known_bots),
     }
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
@@ -440,7 +396,7 @@ def explain(
     proxy_wallet: str,
     window: WindowFeatures,
     lifetime: LifetimeStats,
-    thresholds: RuleThresholds,
+    thresholds: Thresholds,
     known_bots: frozenset[str],
 ) -> Explanation:
     """Evaluate every rule and trait in order and say which rule decided (known_bots: any case)."""
@@ -483,7 +439,7 @@ def classify(
     proxy_wallet: str,
     window: WindowFeatures,
     lifetime: LifetimeStats,
-    thresholds: RuleThresholds,
+    thresholds: Thresholds,
     known_bots: frozenset[str],
 ) -> Classification:
     """The SPEC §8 decision: `explain`'s, from the same table and helpers, without the report.

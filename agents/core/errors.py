@@ -1,27 +1,23 @@
 """The project's exceptions, one base class, named by failure.
 
 WalletError
-├── ConfigError          bad configuration: unknown key, wrong type, out of range
 ├── InvalidMessage       one input (message, file line) failed validation
 ├── BrokerError          the broker cannot be reached or started
 └── StoreError           SQLite refused a write that retrying will not fix
+
+Bad configuration raises `config.settings.ConfigError` (exit status 2), which lives with the
+settings so that `config` imports nothing of the project's.
 """
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "ConfigError", "InvalidMessage", "StoreError", "WalletError"]
+__all__ = ["BrokerError", "InvalidMessage", "StoreError", "WalletError"]
 
 
 class WalletError(Exception):
     """Base class of every error this project raises on purpose."""
 
     exit_code = 1
-
-
-class ConfigError(WalletError):
-    """The configuration is invalid; the message names the key."""
-
-    exit_code = 2
 
 
 class InvalidMessage(WalletError):

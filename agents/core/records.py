@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from agents.features import LifetimeStats, WindowFeatures, feature_date
+from agents.core.features import LifetimeStats, WindowFeatures, feature_date
 
 __all__ = [
     "FeatureSet",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from agents.features import Fill
-from agents.personas import Classification
-from agents.schema import FEATURE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
-from streams.errors import StoreError
-from streams.records import FeatureSet, Market, Trade
+from agents.core.errors import StoreError
+from agents.core.features import Fill
+from agents.core.records import FeatureSet, Market, Trade
+from agents.core.rules import Classification
+from agents.store.schema import FEATURE_ROW_KEYS, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
     "Classified",
@@ -33,7 +32,6 @@ __all__ = [
     "fills_by_wallet",
     "fills_for_wallet",
     "insert_markets",
-    "insert_trades",
     "migrate",
     "open_reader",
     "upsert_feature_rows",
@@ -43,9 +41,6 @@ __all__ = [
 _wallet_of = itemgetter(0)
 # Per reader: a set-based read sorts its rows; a bigger page cache keeps that off temp files.
 READ_CACHE_KIB = 32_768
-FEATURE_NAMES = tuple(name for name, _ in FEATURE_COLUMNS)
-_ROW_KEYS = ("proxy_wallet", "feature_date", "window_days", "as_of", "source", "computed_at")
-_ALL_FEATURE_KEYS = _ROW_KEYS + FEATURE_NAMES
 
 INSERT_TRADE_SQL = """
 INSERT OR IGNORE INTO trades (trade_id, proxy_wallet, condition_id, side, size, price, timestamp)
@@ -70,10 +65,10 @@ UNKNOWN_CATEGORY = "unknown"
 
 # Batch beats on-demand: an on_demand row never replaces a batch row for the same key.
 UPSERT_FEATURES_SQL = f"""
-INSERT INTO wallet_features ({", ".join(_ALL_FEATURE_KEYS)})
-VALUES ({", ".join("?" for _ in _ALL_FEATURE_KEYS)})
+INSERT INTO wallet_features ({", ".join(FEATURE_ROW_KEYS)})
+VALUES ({", ".join("?" for _ in FEATURE_ROW_KEYS)})
 ON CONFLICT (proxy_wallet, feature_date, window_days) DO UPDATE SET
-    {", ".join(f"{key} = excluded.{key}" for key in _ALL_FEATURE_KEYS[3:])}
+    {", ".join(f"{key} = excluded.{key}" for key in FEATURE_ROW_KEYS[3:])}
 WHERE excluded.source = 'batch' OR wallet_features.source = 'on_demand'"""
 
 _CLASSIFICATION_KEYS = (
@@ -174,14 +169,6 @@ def trade_row(trade: Trade) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def insert_trades(conn: sqlite3.Connection, trades: Sequence[Trade]) -> int:
-    """Insert trades in one transaction; return how many were new (the rest are duplicates)."""
-    with transaction(conn):
-        before = conn.total_changes
-        conn.executemany(INSERT_TRADE_SQL, [trade_row(trade) for trade in trades])
-        return conn.total_changes - before
-
-
 def insert_markets(conn: sqlite3.Connection, markets: Iterable[Market]) -> int:
     """Upsert markets in one transaction; return the number written."""
     rows = [(market.condition_id, market.category) for market in markets]
@@ -213,7 +200,7 @@ def fills_for_wallet(conn: sqlite3.Connection, wallet: str, as_of: int) -> list[
 
 def feature_row(features: FeatureSet) -> tuple[Any, ...]:
     values = features.__dict__
-    return tuple(values[key] for key in _ALL_FEATURE_KEYS)
+    return tuple(values[key] for key in FEATURE_ROW_KEYS)
 
 
 def upsert_feature_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -265,10 +252,12 @@ def classified_statements(
     ]
 
 
-def write_classified(conn: sqlite3.Connection, items: Sequence[Classified]) -> None:
+def write_classified(
+    conn: sqlite3.Connection, items: Sequence[Classified], classified_at: float
+) -> None:
     """Store FeatureSets, their classifications and traits in one transaction."""
     with transaction(conn):
-        for sql, rows in classified_statements(items, time.time()):
+        for sql, rows in classified_statements(items, classified_at):
             conn.executemany(sql, rows)
 
 
@@ -333,6 +322,6 @@ class Store:
         """Record discovered wallets (first discovery kept) with their on-demand status."""
         await self.run_batch([(RECORD_WALLET_SQL, rows)])
 
-    async def write_classified(self, items: Sequence[Classified]) -> None:
+    async def write_classified(self, items: Sequence[Classified], classified_at: float) -> None:
         """FeatureSets, classifications and traits of one batch, in one transaction."""
-        await self.run_batch(classified_statements(items, time.time()))
+        await self.run_batch(classified_statements(items, classified_at))

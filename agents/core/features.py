@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from agents.settlement import settle
+from agents.core.settlement import settle
 
 __all__ = [
     "WINDOWS",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import get_args, get_type_hints
 
-from agents.features import LifetimeStats, WindowFeatures
+from agents.core.features import LifetimeStats, WindowFeatures
 
-__all__ = ["FEATURE_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["FEATURE_COLUMNS", "FEATURE_NAMES", "FEATURE_ROW_KEYS", "MIGRATIONS", "SCHEMA_VERSION"]
 
 
 def _sql_type(annotation: object) -> str:
@@ -28,6 +28,11 @@ def _columns(*classes: type) -> tuple[tuple[str, str], ...]:
 
 # Every SPEC §5 feature, then the lifetime stats, in the order of the core's dataclasses.
 FEATURE_COLUMNS: tuple[tuple[str, str], ...] = _columns(WindowFeatures, LifetimeStats)
+FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_COLUMNS)
+#: Column order of a `wallet_features` row: its key and provenance, then every feature.
+FEATURE_ROW_KEYS: tuple[str, ...] = (
+    "proxy_wallet", "feature_date", "window_days", "as_of", "source", "computed_at", *FEATURE_NAMES,
+)  # fmt: skip
 
 _FEATURE_DDL = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in FEATURE_COLUMNS)
 

@@ -30,7 +30,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.features import (
+from agents.compute.processes import serve
+from agents.core.features import (
     WINDOWS,
     LifetimeStats,
     WindowFeatures,
@@ -38,16 +39,14 @@ from agents.features import (
     many_wallet_features,
     wallet_features,
 )
-from agents.parent_watch import serve
-from agents.schema import FEATURE_COLUMNS
 from agents.store import connect, fills_by_wallet, migrate, open_reader, upsert_feature_rows
+from agents.store.schema import FEATURE_ROW_KEYS
 
 if TYPE_CHECKING:
+    from agents.core.records import FeatureSet
     from config.settings import Settings
-    from streams.records import FeatureSet
 
 __all__ = [
-    "ROW_KEYS",
     "RebuildOptions",
     "RebuildResult",
     "ShardJob",
@@ -63,11 +62,6 @@ log = logging.getLogger("personas.rebuild")
 
 DAY = 86_400
 SOURCE = "batch"
-#: Column order of a `wallet_features` row, as `upsert_feature_rows` expects it.
-ROW_KEYS: tuple[str, ...] = (
-    "proxy_wallet", "feature_date", "window_days", "as_of", "source", "computed_at",
-    *(name for name, _ in FEATURE_COLUMNS),
-)  # fmt: skip
 # Shards queued per worker: enough to keep every process busy, few enough to bound memory.
 IN_FLIGHT_PER_WORKER = 2
 # A pool that keeps dying is not worth restarting: the remaining shards then run serially.
@@ -120,7 +114,7 @@ class ShardJob:
 
 @dataclass
 class ShardResult:
-    """One shard's rows (in `ROW_KEYS` order) and the wallets that could not be computed."""
+    """One shard's rows (in `FEATURE_ROW_KEYS` order) and the wallets that could not be computed."""
 
     index: int
     rows: list[tuple[Any, ...]]
@@ -171,7 +165,9 @@ class RebuildResult:
         }
 
 
-def options_from_settings(settings: Settings, as_of: int) -> RebuildOptions:
+def options_from_settings(
+    settings: Settings, as_of: int, computed_at: float | None = None
+) -> RebuildOptions:
     """RebuildOptions from the `[rebuild]`, `[features]` and `[database]` settings."""
     rebuild = settings.rebuild
     publish_window = settings.features.window_days
@@ -183,6 +179,7 @@ def options_from_settings(settings: Settings, as_of: int) -> RebuildOptions:
         shard_wallets=rebuild.shard_wallets,
         busy_timeout_ms=settings.database.busy_timeout_ms,
         publish_window=publish_window,
+        computed_at=computed_at,
     )
 
 
@@ -406,6 +403,6 @@ def _write(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
 
 def feature_set_from_row(row: Sequence[Any]) -> FeatureSet:
     """The FeatureSet a `wallet_features` row carries (no re-validation: the core made it)."""
-    from streams.records import FeatureSet
+    from agents.core.records import FeatureSet
 
-    return FeatureSet.model_construct(**dict(zip(ROW_KEYS, row, strict=True)))
+    return FeatureSet.model_construct(**dict(zip(FEATURE_ROW_KEYS, row, strict=True)))

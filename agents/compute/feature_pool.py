@@ -22,8 +22,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
-from agents.on_demand import OnDemandJob, Outcome, compute_discoveries
-from agents.parent_watch import serve
+from agents.compute.on_demand import OnDemandJob, Outcome, compute_discoveries
+from agents.compute.processes import serve
 from agents.store import open_reader
 
 __all__ = ["PROCESS_DIED", "FeaturePool"]

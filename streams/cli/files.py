@@ -4,59 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sqlite3
 import sys
 import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from agents.features import wallet_features
-from agents.generate import DEFAULT_END, GenerateOptions, generate, write_dataset
-from agents.importer import ImportReport, import_markets, import_trades
-from agents.personas import ConditionResult, Explanation, explain
+from agents.core.errors import InvalidMessage
+from agents.core.features import wallet_features
+from agents.core.rules import ConditionResult, Explanation, explain
+from agents.data.generate import DEFAULT_END, GenerateOptions, generate, write_dataset
+from agents.data.importer import ImportReport, import_markets, import_trades
 from agents.store import connect, fills_for_wallet, migrate
 from config.settings import Settings, load_settings
-from streams.codec import dumps
-from streams.errors import InvalidMessage, WalletError
+from streams.cli.output import emit_json, open_existing, timestamp_arg, wallet_arg
 from streams.progress import Progress
-from streams.records import normalise_wallet, parse_timestamp
 
 __all__ = ["command_classify", "command_features", "command_generate", "command_import"]
 
 SHOWN_ERRORS = 20
-
-
-def emit_json(value: Any) -> None:
-    sys.stdout.buffer.write(dumps(value) + b"\n")
-    sys.stdout.flush()
-
-
-def timestamp_arg(text: str | None, name: str, default: int | None = None) -> int:
-    """Parse a command-line time (epoch or ISO-8601 UTC); bad input exits 2 naming the option."""
-    if text is None:
-        return default if default is not None else int(time.time())
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise InvalidMessage(name, f"{exc} (got {text!r})") from None
-
-
-def wallet_arg(text: str) -> str:
-    try:
-        return normalise_wallet(text)
-    except ValueError as exc:
-        raise InvalidMessage("WALLET", f"{exc} (got {text!r})") from None
-
-
-def open_existing(settings: Settings) -> sqlite3.Connection:
-    """A connection to an existing database (read commands must not create one)."""
-    path = settings.database.path
-    if not path.exists():
-        raise WalletError(f"no database at {path}: load trades with `personas import trades F`")
-    conn = connect(path, settings.database.busy_timeout_ms)
-    migrate(conn)
-    return conn
 
 
 def command_generate(args: argparse.Namespace) -> int:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.features import Fill, wallet_features
+from agents.core.codec import encode
+from agents.core.features import Fill, wallet_features
+from agents.core.records import build_feature_set
 from agents.store import fills_by_wallet
-from streams.codec import encode
-from streams.records import build_feature_set
 
 __all__ = ["Discovery", "OnDemandJob", "Outcome", "compute_discoveries"]
 
@@ -36,6 +36,8 @@ class OnDemandJob:
     discoveries: tuple[Discovery, ...]
     window_days: int
     min_settled_trades: int
+    #: stamped on every FeatureSet of the job (the worker's clock, not the process's)
+    computed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,13 @@ def _compute(
         encoded = None
         if window.round_trips >= job.min_settled_trades:
             features = build_feature_set(
-                discovery.wallet, days, discovery.as_of, "on_demand", window, lifetime, time.time()
+                discovery.wallet,
+                days,
+                discovery.as_of,
+                "on_demand",
+                window,
+                lifetime,
+                job.computed_at,
             )
             encoded = encode(features)
     except Exception as exc:  # a bug for this wallet must not fail the others

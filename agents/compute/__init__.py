@@ -1,0 +1,1 @@
+"""Computation off the event loop: process pools, on-demand jobs and the rebuild's shards."""

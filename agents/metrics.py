@@ -1,0 +1,68 @@
+"""What the agents count: the Prometheus metrics of ingest, features, classifier and rebuild.
+
+They live in the registry they are given, beside the worker's own (broker, lag) in
+`streams.metrics.Metrics`; the README lists them all.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["AgentMetrics"]
+
+_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class AgentMetrics:
+    """The agents' counters, histograms and gauges, in a registry of their own by default."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry = registry if registry is not None else CollectorRegistry()
+        self.on_demand_features = Counter(
+            "personas_on_demand_features", "Discoveries handled by the feature agent, by outcome.",
+            ["status"], registry=registry,
+        )  # fmt: skip
+        for status in ("success", "insufficient", "error"):
+            self.on_demand_features.labels(status)
+        self.on_demand_duration = Histogram(
+            "personas_on_demand_features_duration_seconds",
+            "Time to read one wallet's trades and compute its features.",
+            buckets=_FAST_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.trades_ingested = Counter(
+            "personas_trades_ingested", "Trades consumed by the ingest agent, by outcome.",
+            ["result"], registry=registry,
+        )  # fmt: skip
+        self.classifier_batch_size = Histogram(
+            "personas_classifier_batch_size", "FeatureSets per classifier transaction.",
+            buckets=_BATCH_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.classifier_commit_duration = Histogram(
+            "personas_classifier_commit_duration_seconds",
+            "Time to write and commit one classifier batch to SQLite.",
+            buckets=_FAST_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.classifications = Counter(
+            "personas_classifications", "Classifications written, by status.",
+            ["status"], registry=registry,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            "personas_dead_letters", "Messages sent to a dead-letter topic, by source topic.",
+            ["topic"], registry=registry,
+        )  # fmt: skip
+        self.transient_retries = Counter(
+            "personas_transient_retries", "Retries after a transient error, by operation.",
+            ["operation"], registry=registry,
+        )  # fmt: skip
+        self.rebuild_duration = Gauge(
+            "personas_rebuild_duration_seconds", "Duration of the last daily rebuild.",
+            registry=registry,
+        )  # fmt: skip
+        self.rebuild_wallets = Gauge(
+            "personas_rebuild_wallets", "Wallets in the last daily rebuild.", registry=registry
+        )
+        self.rebuild_rows = Gauge(
+            "personas_rebuild_rows", "Feature rows written by the last daily rebuild.",
+            registry=registry,
+        )  # fmt: skip

@@ -1,0 +1,50 @@
+"""What every command shares: JSON on stdout, argument parsing that names the option."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from typing import Any
+
+from agents.core.codec import dumps
+from agents.core.errors import InvalidMessage, WalletError
+from agents.core.records import normalise_wallet, parse_timestamp
+from agents.store import connect, migrate
+from config.settings import Settings
+
+__all__ = ["emit_json", "open_existing", "timestamp_arg", "wallet_arg"]
+
+
+def emit_json(value: Any) -> None:
+    """Write `value` as one line of JSON on stdout (every `--json` output)."""
+    sys.stdout.buffer.write(dumps(value) + b"\n")
+    sys.stdout.flush()
+
+
+def timestamp_arg(text: str | None, name: str, default: int | None = None) -> int:
+    """Parse a command-line time (epoch or ISO-8601 UTC); bad input exits 2 naming the option."""
+    if text is None:
+        return default if default is not None else int(time.time())
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise InvalidMessage(name, f"{exc} (got {text!r})") from None
+
+
+def wallet_arg(text: str) -> str:
+    """A wallet given on the command line, normalised; bad input exits 2."""
+    try:
+        return normalise_wallet(text)
+    except ValueError as exc:
+        raise InvalidMessage("WALLET", f"{exc} (got {text!r})") from None
+
+
+def open_existing(settings: Settings) -> sqlite3.Connection:
+    """A connection to an existing database (read commands must not create one)."""
+    path = settings.database.path
+    if not path.exists():
+        raise WalletError(f"no database at {path}: load trades with `personas import trades F`")
+    conn = connect(path, settings.database.busy_timeout_ms)
+    migrate(conn)
+    return conn
