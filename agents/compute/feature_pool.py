@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
-import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
 from agents.compute.on_demand import OnDemandJob, Outcome, compute_discoveries
-from agents.compute.processes import serve
-from agents.store import open_reader
+from agents.compute.processes import reader, reader_pool
 
 __all__ = ["PROCESS_DIED", "FeaturePool"]
 
@@ -32,30 +28,20 @@ log = logging.getLogger("personas.features")
 
 PROCESS_DIED = "the feature process died computing this wallet"
 
-# One read-only connection per process, opened by the pool's initializer.
-_conn: sqlite3.Connection | None = None
-
-
-def _open(path: str, busy_timeout_ms: int, worker_pid: int) -> None:
-    global _conn
-    serve(worker_pid)
-    _conn = open_reader(path, busy_timeout_ms)
-
 
 def _compute(job: OnDemandJob) -> list[Outcome]:
-    assert _conn is not None, "process not initialised"
-    return compute_discoveries(_conn, job)
+    return compute_discoveries(reader(), job)
 
 
 def _ready() -> bool:
-    return _conn is not None
+    return reader() is not None
 
 
 class FeaturePool:
     """`processes` worker processes; `compute` runs one job in one of them."""
 
     def __init__(self, db_path: Path | str, busy_timeout_ms: int, processes: int) -> None:
-        self._args = (str(db_path), busy_timeout_ms, os.getpid())
+        self._db = (db_path, busy_timeout_ms)
         self.processes = processes
         self._pool = self._new_pool()
         # After a process died, jobs are retried one discovery at a time, one job after another,
@@ -63,13 +49,7 @@ class FeaturePool:
         self._recovering = asyncio.Lock()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: children never fork this multi-threaded, event-looped process.
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_open,
-            initargs=self._args,
-        )
+        return reader_pool(*self._db, self.processes)
 
     async def start(self) -> None:
         """Start every process now, so the first discoveries do not wait for them."""

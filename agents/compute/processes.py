@@ -1,4 +1,9 @@
-"""Pool processes that leave stopping to their worker, and end when it is gone.
+"""Reader processes: a forkserver pool whose processes each hold a read-only connection.
+
+Both the on-demand features and the rebuild's shards compute in such a pool, beside the event
+loop; WAL readers never block the writer, nor each other.
+
+The processes leave stopping to their worker, and end when it is gone.
 
 Pool processes are forked by the forkserver, not by the worker, and they block on their task
 queue, which they hold both ends of: when the worker is killed (SIGKILL, out of memory) nothing
@@ -11,12 +16,18 @@ which finishes its batch in flight first, shuts them down.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-__all__ = ["exit_with", "serve"]
+from agents.store import open_reader
+
+__all__ = ["exit_with", "reader", "reader_pool", "serve"]
 
 CHECK_INTERVAL_S = 1.0
 
@@ -46,3 +57,30 @@ def serve(worker_pid: int) -> None:
     """Set up a pool process (from its initializer): ignore Ctrl-C, end with the worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with(worker_pid)
+
+
+# The pool process's read-only connection, opened once by the pool's initializer.
+_reader: sqlite3.Connection | None = None
+
+
+def _open_reader(path: str, busy_timeout_ms: int, worker_pid: int) -> None:
+    global _reader
+    serve(worker_pid)
+    _reader = open_reader(path, busy_timeout_ms)
+
+
+def reader() -> sqlite3.Connection:
+    """This pool process's read-only connection."""
+    assert _reader is not None, "not a reader process"
+    return _reader
+
+
+def reader_pool(db_path: Path | str, busy_timeout_ms: int, processes: int) -> ProcessPoolExecutor:
+    """`processes` reader processes on `db_path` that end with this process."""
+    # forkserver: children never fork this (possibly multi-threaded, event-looped) process.
+    return ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_open_reader,
+        initargs=(str(db_path), busy_timeout_ms, os.getpid()),
+    )

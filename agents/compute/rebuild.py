@@ -16,13 +16,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import multiprocessing
-import os
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -30,8 +28,9 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.compute.processes import serve
+from agents.compute.processes import reader, reader_pool
 from agents.core.features import (
+    DAY,
     WINDOWS,
     LifetimeStats,
     WindowFeatures,
@@ -39,7 +38,8 @@ from agents.core.features import (
     many_wallet_features,
     wallet_features,
 )
-from agents.store import connect, fills_by_wallet, migrate, open_reader, upsert_feature_rows
+from agents.retry import backoff, is_transient
+from agents.store import connect, fills_by_wallet, migrate, upsert_feature_rows
 from agents.store.schema import FEATURE_ROW_KEYS
 
 if TYPE_CHECKING:
@@ -60,13 +60,13 @@ __all__ = [
 
 log = logging.getLogger("personas.rebuild")
 
-DAY = 86_400
 SOURCE = "batch"
 # Shards queued per worker: enough to keep every process busy, few enough to bound memory.
 IN_FLIGHT_PER_WORKER = 2
 # A pool that keeps dying is not worth restarting: the remaining shards then run serially.
 MAX_POOL_RESTARTS = 2
 WRITE_ATTEMPTS = 5
+WRITE_FIRST_RETRY_S = 0.5
 
 # The covering (proxy_wallet, timestamp) index answers this without touching the table, already
 # in wallet order; left to itself the planner picks the timestamp index and a table lookup per
@@ -248,19 +248,8 @@ def _serial(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
         return _fallback(conn, job, exc)
 
 
-# Worker processes: one read-only connection each, opened once by the pool's initializer.
-_worker_conn: sqlite3.Connection | None = None
-
-
-def _init_worker(path: str, busy_timeout_ms: int, parent_pid: int) -> None:
-    global _worker_conn
-    serve(parent_pid)
-    _worker_conn = open_reader(path, busy_timeout_ms)
-
-
 def _worker_shard(job: ShardJob) -> ShardResult:
-    assert _worker_conn is not None, "worker not initialised"
-    return compute_shard(_worker_conn, job)
+    return compute_shard(reader(), job)
 
 
 ShardFunction = Callable[[ShardJob], ShardResult]
@@ -275,8 +264,6 @@ def _parallel(
     shard_function: ShardFunction,
 ) -> None:
     """Run jobs on a process pool; a failed shard runs serially here, a broken pool is replaced."""
-    # forkserver: workers never fork this (possibly multi-threaded, event-looped) process.
-    context = multiprocessing.get_context("forkserver")
     pending = deque(jobs)
     restarts = 0
     while pending:
@@ -287,12 +274,7 @@ def _parallel(
             while pending:
                 done(_serial(conn, pending.popleft()))
             return
-        pool = ProcessPoolExecutor(
-            max_workers=min(options.workers, len(pending)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(str(db_path), options.busy_timeout_ms, os.getpid()),
-        )
+        pool = reader_pool(db_path, options.busy_timeout_ms, min(options.workers, len(pending)))
         broken = False
         in_flight: dict[Future[ShardResult], ShardJob] = {}
         try:
@@ -380,16 +362,10 @@ def run_rebuild(
     return result
 
 
-def is_transient(exc: sqlite3.OperationalError) -> bool:
-    """A lock held by another writer past the busy timeout: worth another try."""
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
 def _write(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
     """One upsert transaction; a lock held past the busy timeout is retried with backoff."""
     pending = list(rows) if not isinstance(rows, list) else rows
-    delay = 0.5
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
+    for attempt, delay in enumerate(backoff(WRITE_FIRST_RETRY_S, most=8.0), start=1):
         try:
             return upsert_feature_rows(conn, pending)
         except sqlite3.OperationalError as exc:
@@ -397,8 +373,7 @@ def _write(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
                 raise
             log.warning("rebuild: database busy (%s), retrying the write in %.1fs", exc, delay)
             time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+    raise AssertionError("backoff never ends")
 
 
 def feature_set_from_row(row: Sequence[Any]) -> FeatureSet:
