@@ -1,0 +1,74 @@
+"""The consumer's half of "write before ack": offsets are committed only once the handler's
+awaitable is done, and a handler that fails commits nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NoReturn
+
+import pytest
+from aiokafka import TopicPartition
+
+from config.settings import Settings
+from streams.consumer import BatchConsumer
+from streams.runtime import Runtime
+
+PARTITION = TopicPartition("trades", 0)
+
+
+class RecordingConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets)
+
+
+class Crashed(Exception):
+    pass
+
+
+@pytest.fixture
+def consumer(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> BatchConsumer:
+    runtime = Runtime(settings)
+
+    def crash(operation: str, exc: BaseException) -> NoReturn:
+        raise Crashed(operation) from exc
+
+    monkeypatch.setattr(runtime, "crash", crash)
+    batch = BatchConsumer(
+        runtime, "ingest", "trades", "unused:9092", lambda records, context: asyncio.sleep(0),
+        batch_max=10, batch_within_s=0.1,
+    )  # fmt: skip
+    batch._consumer = RecordingConsumer()
+    return batch
+
+
+def commits(consumer: BatchConsumer) -> list[dict[TopicPartition, int]]:
+    recording = consumer._consumer
+    assert isinstance(recording, RecordingConsumer)
+    return recording.commits
+
+
+async def test_offsets_wait_for_the_handler(consumer: BatchConsumer) -> None:
+    stored = asyncio.Event()
+
+    async def store() -> None:
+        await stored.wait()
+
+    finishing = asyncio.ensure_future(consumer._finish(store(), {PARTITION: 7}))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert commits(consumer) == []
+    stored.set()
+    await finishing
+    assert commits(consumer) == [{PARTITION: 7}]
+
+
+async def test_a_failed_handler_commits_nothing(consumer: BatchConsumer) -> None:
+    async def fails() -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(Crashed, match="ingest"):
+        await consumer._finish(fails(), {PARTITION: 7})
+    assert commits(consumer) == []

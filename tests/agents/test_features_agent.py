@@ -1,0 +1,129 @@
+"""Feature agent in-process: each outcome (published, insufficient, failed, invalid), and the
+batch not done before the broker has its FeatureSets and the wallets are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+
+from agents import features_agent, ingest_agent
+from agents.compute.on_demand import OnDemandJob, Outcome, compute_discoveries
+from agents.context import AgentContext
+from agents.core.codec import encode
+from agents.core.records import WalletDiscovered
+from agents.features_agent import OnDemandCompute
+from agents.store import open_reader
+from config.settings import Settings
+from tests.agents.conftest import (
+    NOW,
+    OTHER,
+    WALLET,
+    MemorySender,
+    count,
+    counter,
+    encoded,
+    messages,
+    round_trips,
+)
+from tests.agents.test_ingest_agent import TOPIC as TRADES
+
+TOPIC = "wallet-discovered"
+BROKEN = "0x" + "c" * 40
+
+
+@pytest.fixture
+def reader(settings: Settings, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn = open_reader(settings.database.path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def compute(reader: sqlite3.Connection) -> OnDemandCompute:
+    """The feature processes' computation, run here; one wallet fails as a bug would."""
+
+    async def run(job: OnDemandJob) -> list[Outcome]:
+        outcomes = compute_discoveries(reader, job)
+        return [
+            Outcome(0, None, "ZeroDivisionError: boom", 0.0) if d.wallet == BROKEN else outcome
+            for d, outcome in zip(job.discoveries, outcomes, strict=True)
+        ]
+
+    return OnDemandCompute(run, concurrency=4, processes=1)
+
+
+def discovered(wallet: str, source: str = "test") -> bytes:
+    return encode(WalletDiscovered(proxy_wallet=wallet, discovered_at=int(NOW), source=source))
+
+
+async def seed(context: AgentContext) -> None:
+    trades = round_trips(WALLET, 6, int(NOW)) + round_trips(OTHER, 2, int(NOW))
+    await ingest_agent.handle(messages(TRADES, encoded(trades)), context)
+
+
+async def test_every_outcome_of_a_batch(
+    context: AgentContext, sender: MemorySender, db: sqlite3.Connection, compute: OnDemandCompute
+) -> None:
+    await seed(context)
+    batch = messages(
+        TOPIC,
+        [discovered(WALLET), discovered(OTHER), b'{"proxy_wallet": "nope"}', discovered(BROKEN)],
+    )
+    await features_agent.handle(batch, context, compute)
+
+    published = sender.to(context.settings.topics.features)
+    assert [(f["proxy_wallet"], f["source"], f["window_days"]) for f in published] == [
+        (WALLET, "on_demand", 30)
+    ]
+    assert published[0]["round_trips"] == 6 and published[0]["computed_at"] == NOW
+    statuses = dict(db.execute("SELECT proxy_wallet, on_demand_status FROM wallets"))
+    assert statuses == {WALLET: "success", OTHER: "insufficient"}
+    letters = sender.to(f"{TOPIC}.dlq")
+    assert [letter["offset"] for letter in letters] == [2, 3]
+    assert letters[0]["reason"].startswith("proxy_wallet:")
+    assert letters[1]["error"] == "FeatureComputeError" and BROKEN in letters[1]["reason"]
+    metrics = context.metrics.on_demand_features
+    assert [counter(metrics, s) for s in ("success", "insufficient", "error")] == [1, 1, 2]
+
+
+async def test_the_gate_is_the_one_setting(
+    context: AgentContext, sender: MemorySender, compute: OnDemandCompute
+) -> None:
+    await seed(context)
+    assert context.settings.features.min_settled_trades == context.settings.rules.min_settled_trades
+    await features_agent.handle(messages(TOPIC, [discovered(OTHER)]), context, compute)
+    assert sender.to(context.settings.topics.features) == []  # 2 round trips < the gate of 5
+
+
+async def test_not_done_until_the_broker_has_the_feature_sets(
+    context: AgentContext, sender: MemorySender, db: sqlite3.Connection, compute: OnDemandCompute
+) -> None:
+    await seed(context)
+    sender.hold()
+    publishing = asyncio.ensure_future(
+        features_agent.handle(messages(TOPIC, [discovered(WALLET)]), context, compute)
+    )
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(sender.to(context.settings.topics.features)) == 1  # sent, no receipt yet
+    assert not publishing.done()
+    assert count(db, "wallets") == 0  # the consumer could not commit: nothing recorded either
+    sender.release()
+    await publishing
+    assert count(db, "wallets") == 1
+
+
+async def test_a_replayed_discovery_records_the_wallet_once(
+    context: AgentContext, db: sqlite3.Connection, compute: OnDemandCompute
+) -> None:
+    await seed(context)
+    batch = messages(TOPIC, [discovered(WALLET, "first"), discovered(WALLET, "again")])
+    await features_agent.handle(batch, context, compute)
+    await features_agent.handle(batch, context, compute)
+    rows = db.execute("SELECT source FROM wallets WHERE proxy_wallet = ?", (WALLET,)).fetchall()
+    assert rows == [("first",)]
