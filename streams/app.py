@@ -37,8 +37,8 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         broker_heartbeat_interval=broker.heartbeat_interval_s,
         broker_rebalance_timeout=broker.rebalance_timeout_s,
         broker_request_timeout=broker.request_timeout_s,
-        # "latest" is unreliable on the embedded broker (wrong end offsets): start at the beginning.
-        consumer_auto_offset_reset="earliest",
+        # Faust's own consumer reads no topic (each agent has its own, `streams.consumer`): it
+        # joins the `<app_id>` group to elect the leader that runs the daily rebuild.
         producer_linger=0.005,
         # Topics are created up front with their partition counts; state lives in SQLite.
         topic_allow_declare=False,

@@ -1,9 +1,9 @@
 """The agents' consumers: a consumer group member that commits a batch only after it is handled.
 
 Each agent reads its topic with a plain aiokafka consumer in its own group `<app_id>-<stage>`, in
-`getmany` batches. Faust's per-event machinery (an Event, a task and a buffer hand-off per message,
-on every topic) held one worker to ~3,300 trades/s, and profiled as ~40 % of the event loop on the
-on-demand path; here a batch costs one fetch and one commit.
+`getmany` batches: Faust's per-event machinery (an Event, a task and a buffer hand-off per message)
+was the bottleneck of ingest and a large share of the event loop on the on-demand path (figures in
+the README's Performance section); here a batch costs one fetch and one commit.
 
 The guarantee: `handle(batch, context)` stores the batch (SQLite commit, broker receipts, dead
 letters), and only then are its offsets committed, so an offset is never committed past a message

@@ -1,10 +1,10 @@
 """Processes that compute on-demand features beside the worker's event loop.
 
-Profiled on two cores: reading a wallet's trades and running the kernel cost ~0.8 ms of CPU per
-discovery, and on the event loop that held a worker at ~420 discoveries/s with the loop 100 %
-busy (Kafka, the classifier and SQLite writes share it). Here each process has its own read-only
-connection (WAL readers never block the writer) and computes whole jobs, so the loop only
-decodes, sends and writes.
+Reading a wallet's trades and running the kernel is most of a discovery's CPU; on the event loop
+it starved Kafka, the classifier and the SQLite writes that share the loop (the README's
+Performance section has the figures). Here each process has its own read-only connection (WAL
+readers never block the writer) and computes whole jobs, so the loop only decodes, sends and
+writes.
 
 A process that dies (killed, out of memory) breaks the pool: it is replaced, and the job is
 retried one discovery at a time, so a wallet that kills its process every time fails alone.
