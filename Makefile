@@ -45,4 +45,4 @@ bench: $(STAMP)  ## benchmarks, printed as ratios to a baseline measured in the 
 	$(BIN)/python -m bench
 
 clean:  ## remove .venv, caches and demo data
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache var
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis var *-data

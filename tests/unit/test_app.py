@@ -1,0 +1,39 @@
+"""The Faust app's own settings: where it keeps files, which interface its web server binds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings, load_settings
+from streams.app import build_app
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    # Faust wants a current loop when the app is built.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def test_faust_keeps_its_directory_beside_the_database(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    app = build_app(settings, "127.0.0.1:9")
+    datadir = Path(app.conf.datadir).resolve()
+    assert datadir.is_relative_to(settings.database.path.parent.resolve())
+    assert not Path.cwd().joinpath(f"{settings.worker.app_id}-data").exists()
+
+
+def test_the_web_server_binds_only_the_configured_interface(
+    isolated_env: dict[str, str], loop: asyncio.AbstractEventLoop
+) -> None:
+    settings = load_settings(env={**isolated_env, "PERSONAS_WORKER__WEB_HOST": '"127.0.0.2"'})
+    app = build_app(settings, "127.0.0.1:9")
+    assert app.conf.web_bind == "127.0.0.2"
