@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from agents.compute.on_demand import Discovery, OnDemandJob, Outcome
 from agents.context import AgentContext, Message, Rejected, decode_each
-from agents.core.records import WalletDiscovered
+from agents.core.errors import InvalidMessage
+from agents.core.records import WalletDiscovered, check_not_future
 
 __all__ = ["STAGE", "FeatureComputeError", "OnDemandCompute", "handle", "job_size", "jobs_at_once"]
 
@@ -65,9 +66,9 @@ def handle(
 ) -> Awaitable[None]:
     """Decode and start the jobs now; the awaitable publishes and records the outcomes."""
     config = context.settings.features
-    accepted, rejected = decode_each(WalletDiscovered, batch)
-    discoveries = [Discovery(d.proxy_wallet, d.discovered_at) for _, d in accepted]
     now, size = context.clock(), compute.per_job
+    accepted, rejected = _decode(batch, now)
+    discoveries = [Discovery(d.proxy_wallet, d.discovered_at) for _, d in accepted]
     computing = [
         asyncio.ensure_future(
             compute(
@@ -82,6 +83,22 @@ def handle(
         for start in range(0, len(discoveries), size)
     ]
     return _publish(accepted, rejected, computing, context)
+
+
+def _decode(
+    batch: Sequence[Message], now: float
+) -> tuple[list[tuple[Message, WalletDiscovered]], list[Rejected]]:
+    """Valid discoveries; a discovery from the future would read trades not yet made."""
+    decoded, rejected = decode_each(WalletDiscovered, batch)
+    accepted = []
+    for message, discovery in decoded:
+        try:
+            check_not_future("discovered_at", discovery.discovered_at, now)
+        except InvalidMessage as exc:
+            rejected.append((message, exc))
+            continue
+        accepted.append((message, discovery))
+    return accepted, rejected
 
 
 async def _publish(

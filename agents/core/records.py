@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from agents.core.errors import InvalidMessage
 from agents.core.features import LifetimeStats, WindowFeatures, feature_date
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Wallet",
     "WalletDiscovered",
     "build_feature_set",
+    "check_not_future",
     "normalise_wallet",
     "parse_timestamp",
     "split_feature_set",
@@ -60,6 +62,17 @@ def parse_timestamp(value: Any) -> int:
             parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp())
     raise ValueError("must be epoch seconds or ISO-8601 text")
+
+
+#: How far past our clock an event's time may be: producers' clocks drift a little, not by years.
+MAX_CLOCK_SKEW_S = 300
+
+
+def check_not_future(field: str, timestamp: int, now: float) -> None:
+    """InvalidMessage naming `field` when `timestamp` is later than `now` (plus the skew)."""
+    if timestamp > now + MAX_CLOCK_SKEW_S:
+        when = datetime.fromtimestamp(timestamp, UTC).isoformat()
+        raise InvalidMessage(field, f"{when} is in the future (now {int(now)})")
 
 
 Wallet = Annotated[str, AfterValidator(normalise_wallet)]

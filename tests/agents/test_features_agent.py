@@ -57,8 +57,8 @@ def compute(reader: sqlite3.Connection) -> OnDemandCompute:
     return OnDemandCompute(run, concurrency=4, processes=1)
 
 
-def discovered(wallet: str, source: str = "test") -> bytes:
-    return encode(WalletDiscovered(proxy_wallet=wallet, discovered_at=int(NOW), source=source))
+def discovered(wallet: str, source: str = "test", at: int = int(NOW)) -> bytes:
+    return encode(WalletDiscovered(proxy_wallet=wallet, discovered_at=at, source=source))
 
 
 async def seed(context: AgentContext) -> None:
@@ -127,3 +127,18 @@ async def test_a_replayed_discovery_records_the_wallet_once(
     await features_agent.handle(batch, context, compute)
     rows = db.execute("SELECT source FROM wallets WHERE proxy_wallet = ?", (WALLET,)).fetchall()
     assert rows == [("first",)]
+
+
+async def test_a_discovery_from_the_future_is_dead_lettered(
+    context: AgentContext, sender: MemorySender, compute: OnDemandCompute
+) -> None:
+    await seed(context)
+    in_2099 = 4_070_908_800
+    batch = messages(TOPIC, [discovered(WALLET, at=in_2099), discovered(WALLET, at=int(NOW) + 60)])
+    await features_agent.handle(batch, context, compute)
+    letters = sender.to(f"{TOPIC}.dlq")
+    assert [letter["offset"] for letter in letters] == [0]
+    assert letters[0]["reason"].startswith(
+        "discovered_at: 2099-01-01T00:00:00+00:00 is in the future"
+    )
+    assert len(sender.to(context.settings.topics.features)) == 1  # a minute ahead is clock skew
