@@ -9,8 +9,9 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.core.records import Market
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate
-from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, connect, migrate, transaction
+from agents.store import connect, insert_markets, insert_trade_rows, migrate
 
 __all__ = ["BenchData", "bench_database"]
 
@@ -55,20 +56,14 @@ def _build(path: Path, options: GenerateOptions) -> None:
     dataset = generate(options)
     with closing(connect(path)) as conn:
         migrate(conn)
-        markets = [(m["condition_id"], m["category"]) for m in dataset.markets]
-        with transaction(conn):
-            conn.executemany(INSERT_MARKET_SQL, markets)
+        insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
+        # One transaction per batch keeps the WAL from growing to the whole data set.
         batch: list[tuple[object, ...]] = []
-        for t in dataset.trades():
-            batch.append(
-                (t["trade_id"], t["proxy_wallet"], t["condition_id"], t["side"], t["size"],
-                 t["price"], t["timestamp"])
-            )  # fmt: skip
+        for row in dataset.trade_rows():
+            batch.append(row)
             if len(batch) >= BATCH:
-                with transaction(conn):
-                    conn.executemany(INSERT_TRADE_SQL, batch)
+                insert_trade_rows(conn, batch)
                 batch.clear()
-        with transaction(conn):
-            conn.executemany(INSERT_TRADE_SQL, batch)
+        insert_trade_rows(conn, batch)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("ANALYZE")

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from agents.core.codec import MAX_MESSAGE_BYTES, loads, validate
 from agents.core.errors import InvalidMessage
 from agents.core.records import Market, Trade
-from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, trade_row, transaction
+from agents.store import insert_markets, insert_trade_rows, trade_row
 
 __all__ = ["ImportReport", "RowError", "import_markets", "import_trades", "read_records"]
 
@@ -109,10 +109,7 @@ def import_trades(
     batch: list[tuple[Any, ...]] = []
 
     def flush() -> None:
-        with transaction(conn):
-            before = conn.total_changes
-            conn.executemany(INSERT_TRADE_SQL, batch)
-            inserted = conn.total_changes - before
+        inserted = insert_trade_rows(conn, batch)
         report.inserted += inserted
         report.duplicates += len(batch) - inserted
         batch.clear()
@@ -133,13 +130,11 @@ def import_trades(
 def import_markets(conn: sqlite3.Connection, path: Path) -> ImportReport:
     """Upsert every valid market of `path` in one transaction."""
     report = ImportReport(str(path))
-    rows = []
+    markets = []
     for _, market in read_records(path, Market, report.errors):
         report.read += 1
         if market is not None:
-            rows.append((market.condition_id, market.category))
-    with transaction(conn):
-        conn.executemany(INSERT_MARKET_SQL, rows)
-    report.inserted = len(rows)
+            markets.append(market)
+    report.inserted = insert_markets(conn, markets)
     report.rejected = len(report.errors)
     return report

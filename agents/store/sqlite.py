@@ -32,6 +32,7 @@ __all__ = [
     "fills_by_wallet",
     "fills_for_wallet",
     "insert_markets",
+    "insert_trade_rows",
     "migrate",
     "open_reader",
     "upsert_feature_rows",
@@ -167,6 +168,16 @@ def trade_row(trade: Trade) -> tuple[Any, ...]:
         trade.trade_id, trade.proxy_wallet, trade.condition_id, trade.side,
         trade.size, trade.price, trade.timestamp,
     )  # fmt: skip
+
+
+def insert_trade_rows(conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> int:
+    """Insert trade rows (in `trade_row` order) in one transaction; return how many were new."""
+    with transaction(conn):
+        # INSERT OR IGNORE changes no row for a trade_id already stored, so the change count is
+        # exactly the new trades and the rest are duplicates.
+        before = conn.total_changes
+        conn.executemany(INSERT_TRADE_SQL, rows)
+        return conn.total_changes - before
 
 
 def insert_markets(conn: sqlite3.Connection, markets: Iterable[Market]) -> int:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.core.records import Trade, WalletDiscovered
+from agents.core.records import Market, Trade, WalletDiscovered
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate
-from agents.store import INSERT_MARKET_SQL, INSERT_TRADE_SQL, connect, migrate, transaction
+from agents.store import connect, insert_markets, insert_trade_rows, migrate
 from config.settings import Settings
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
@@ -50,14 +50,8 @@ def test_stream_writers_and_a_rebuild_never_see_a_locked_database(
     assert not set(stored.wallets) & set(streamed.wallets)
     with closing(connect(settings.database.path)) as conn:
         migrate(conn)
-        with transaction(conn):
-            conn.executemany(INSERT_MARKET_SQL, [(m["condition_id"], m["category"])
-                                                 for m in stored.markets])  # fmt: skip
-            conn.executemany(
-                INSERT_TRADE_SQL,
-                ((t["trade_id"], t["proxy_wallet"], t["condition_id"], t["side"], t["size"],
-                  t["price"], t["timestamp"]) for t in stored.trades()),
-            )  # fmt: skip
+        insert_markets(conn, (Market.model_validate(m) for m in stored.markets))
+        insert_trade_rows(conn, stored.trade_rows())
     stored_trades = count_trades(settings)
     new_trades = [Trade.model_validate(row) for row in streamed.trades()]
     # Discoveries of stored wallets: their on-demand rows race the rebuild's batch rows.

@@ -35,16 +35,15 @@ import orjson
 import pytest
 
 from agents.core.features import WINDOWS, feature_date, wallet_features
-from agents.core.records import Trade
+from agents.core.records import Market, Trade
 from agents.core.rules import classify
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import (
-    INSERT_MARKET_SQL,
-    INSERT_TRADE_SQL,
     connect,
     fills_for_wallet,
+    insert_markets,
+    insert_trade_rows,
     migrate,
-    transaction,
 )
 from agents.store.schema import FEATURE_NAMES, FEATURE_ROW_KEYS
 from config.settings import Settings
@@ -356,15 +355,8 @@ def test_rebuild_killed_midway_reruns_to_the_same_rows(tmp_path: Path) -> None:
     base = tmp_path / "trades.db"
     with closing(connect(base)) as conn:
         migrate(conn)
-        with transaction(conn):
-            conn.executemany(
-                INSERT_MARKET_SQL, [(m["condition_id"], m["category"]) for m in dataset.markets]
-            )
-            conn.executemany(
-                INSERT_TRADE_SQL,
-                ((t["trade_id"], t["proxy_wallet"], t["condition_id"], t["side"], t["size"],
-                  t["price"], t["timestamp"]) for t in dataset.trades()),
-            )  # fmt: skip
+        insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
+        insert_trade_rows(conn, dataset.trade_rows())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONAS_")}
     reference, killed = tmp_path / "reference.db", tmp_path / "killed.db"
     shutil.copy(base, reference)

@@ -16,16 +16,15 @@ import pytest
 
 from agents.compute.rebuild import RebuildOptions, RebuildResult, run_rebuild
 from agents.core.features import WINDOWS, wallet_features
-from agents.core.records import build_feature_set
+from agents.core.records import Market, build_feature_set
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import (
-    INSERT_MARKET_SQL,
-    INSERT_TRADE_SQL,
     connect,
     feature_row,
     fills_for_wallet,
+    insert_markets,
+    insert_trade_rows,
     migrate,
-    transaction,
     upsert_feature_rows,
 )
 from agents.store.schema import FEATURE_ROW_KEYS
@@ -44,18 +43,8 @@ def trades_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dataset = generate(GenerateOptions(wallets=WALLETS, days=120, seed=5, end=AS_OF))
     with closing(connect(path)) as conn:
         migrate(conn)
-        with transaction(conn):
-            conn.executemany(
-                INSERT_MARKET_SQL, [(m["condition_id"], m["category"]) for m in dataset.markets]
-            )
-            conn.executemany(
-                INSERT_TRADE_SQL,
-                (
-                    (t["trade_id"], t["proxy_wallet"], t["condition_id"], t["side"], t["size"],
-                     t["price"], t["timestamp"])
-                    for t in dataset.trades()
-                ),
-            )  # fmt: skip
+        insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
+        insert_trade_rows(conn, dataset.trade_rows())
     return path
 
 

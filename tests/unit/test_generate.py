@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from agents.core.records import Trade
 from agents.data.generate import (
     BEHAVIOURS,
     DEFAULT_END,
@@ -18,6 +19,7 @@ from agents.data.generate import (
     generate,
     write_dataset,
 )
+from agents.store import connect, insert_trade_rows, migrate, trade_row
 
 WALLET = re.compile(r"^0x[0-9a-f]{40}$")
 FIELDS = {"trade_id", "proxy_wallet", "condition_id", "side", "size", "price", "timestamp"}
@@ -44,6 +46,17 @@ def test_same_seed_same_bytes_and_different_seed_differs(tmp_path: Path) -> None
 
 def test_trades_streams_the_same_sequence_twice(small: Dataset) -> None:
     assert list(small.trades()) == list(small.trades())
+
+
+def test_trade_rows_are_the_stores_rows_and_insert_once(small: Dataset) -> None:
+    rows = list(small.trade_rows())
+    assert rows == [trade_row(Trade.model_validate(t)) for t in small.trades()]
+    conn = connect(":memory:")
+    migrate(conn)
+    assert insert_trade_rows(conn, rows) == len(rows)
+    # Redelivered trades are ignored, not counted.
+    assert insert_trade_rows(conn, rows[:10]) == 0
+    assert conn.execute("SELECT count(*) FROM trades").fetchone()[0] == len(rows)
 
 
 def test_write_dataset_places_files_beside_the_trades(tmp_path: Path, small: Dataset) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
 
 from agents.data.generate.behaviours import BUILDERS, noise
 from agents.data.generate.catalogue import (
@@ -17,6 +19,10 @@ from agents.data.generate.options import BEHAVIOURS, MIN_DAYS, GenerateOptions, 
 from agents.data.generate.shapes import Raw
 
 __all__ = ["Dataset", "generate"]
+
+
+# A trade's values in the trades table's column order, the order `insert_trade_rows` binds.
+_ROW = itemgetter("trade_id", "proxy_wallet", "condition_id", "side", "size", "price", "timestamp")
 
 
 def _by_time(trade: Raw) -> int:
@@ -62,6 +68,10 @@ class Dataset:
                     "price": price,
                     "timestamp": ts,
                 }
+
+    def trade_rows(self) -> Iterator[tuple[Any, ...]]:
+        """``trades()`` as rows for ``agents.store.insert_trade_rows``."""
+        return map(_ROW, self.trades())
 
 
 def generate(options: GenerateOptions) -> Dataset:
