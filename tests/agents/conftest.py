@@ -14,6 +14,7 @@ import pytest
 
 from agents.context import AgentContext
 from agents.core.codec import encode
+from agents.core.features import DAY
 from agents.core.records import Trade
 from agents.metrics import AgentMetrics
 from agents.retry import Retry
@@ -22,7 +23,6 @@ from config.settings import Settings
 
 WALLET = "0x" + "a" * 40
 OTHER = "0x" + "b" * 40
-DAY = 86_400
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the clock every test's context reads
 
 

@@ -21,13 +21,12 @@ import pytest
 
 from agents.compute.feature_pool import FeaturePool
 from agents.compute.on_demand import Discovery, OnDemandJob, Outcome
-from agents.core.features import wallet_features
+from agents.core.features import DAY, wallet_features
 from agents.store import connect, fills_for_wallet, migrate
 
 pytestmark = pytest.mark.slow
 
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
-DAY = 86_400
 WINDOW = 30
 WALLETS = [f"0x{n:040x}" for n in range(1, 25)]
 UNKNOWN = "0x" + "f" * 40  # no trades at all

@@ -14,14 +14,13 @@ import pytest
 import agents.compute.rebuild as rebuild
 from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
 from agents.core.errors import BrokerError
-from agents.core.features import WINDOWS, wallet_features
+from agents.core.features import DAY, WINDOWS, wallet_features
 from agents.rebuild_agent import cron_expression
 from agents.store import connect, fills_for_wallet, migrate
 from agents.store.schema import FEATURE_ROW_KEYS
 from streams.cli.rebuild import command_rebuild
 
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
-DAY = 86_400
 ACTIVE = "0x" + "a" * 40  # trades now and 200 days ago
 EDGE = "0x" + "b" * 40  # one trade exactly at as_of − 90 days: inside the 90-day window
 STALE = "0x" + "c" * 40  # last trade one second before the 90-day window

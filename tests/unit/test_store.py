@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.core.features import Fill, wallet_features
+from agents.core.features import DAY, Fill, wallet_features
 from agents.core.records import FeatureSet, Source, build_feature_set
 from agents.core.rules import Classification, classify
 from agents.store import Classified, connect, migrate, write_classified
@@ -16,7 +16,6 @@ from config.thresholds import RuleThresholds
 
 WALLET = "0x" + "1" * 40
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
-DAY = 86_400
 NOW = AS_OF + DAY  # when the classifier stores a batch
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.core.features import DAY, HOUR
+
 __all__ = [
     "BEHAVIOURS",
     "DAY",
@@ -13,9 +15,6 @@ __all__ = [
     "GenerateOptions",
     "PlantedLabel",
 ]
-
-DAY = 86_400
-HOUR = 3_600
 
 #: 2026-11-01T00:00:00Z: the default ``end`` (the data's as_of): a seed alone reproduces a file.
 DEFAULT_END = 1_793_491_200
