@@ -1,9 +1,4 @@
-"""Per-wallet window features and lifetime stats (SPEC §3, §5); pure, stdlib only.
-
-Every function sorts its input by (timestamp, trade_id) first and sums in that canonical order,
-so the result is independent of input order to the last bit. The on-demand path and the daily
-rebuild both go through `wallet_features`, so the two cannot drift apart.
-"""
+"""Per-wallet window features and lifetime stats (SPEC §3, §5); pure, stdlib only."""
 
 from __future__ import annotations
 
@@ -114,6 +109,7 @@ def _sort_key(fill: Fill) -> tuple[int, str, Fill]:
 
 
 def _sorted_upto(fills: Iterable[Fill], as_of: int) -> list[Fill]:
+    # Every sum runs in this canonical order, so no result depends on the input order by one bit.
     return sorted((f for f in fills if f.timestamp <= as_of), key=_sort_key)
 
 
@@ -130,12 +126,33 @@ def _rates(trade_count: int, window_days: int) -> tuple[float, float]:
     return _div(trade_count, window_days / 7), _div(trade_count, window_days)
 
 
-def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
-    """Features of trades already sorted and restricted to the window."""
-    n = len(fs)
-    buy_count = 0
+class _FillStats(NamedTuple):  # what one pass over the window's fills gives
+    buy_count: int
+    volume: float
+    buy_cost: float
+    sell_proceeds: float
+    size_cv: float
+    mid_fills: int
+    extreme_fills: int
+    market_volume: dict[str, float]
+    category_volume: dict[str, float]
+
+
+class _TripStats(NamedTuple):  # what the window's settled round trips give (SPEC §4)
+    round_trips: int
+    wins: int
+    realized: float
+    win_pnl: float
+    hold_seconds: int
+    max_loss: float
+    market_pnl: dict[str, float]
+    day_pnl: dict[int, float]
+    open_positions: int
+
+
+def _fill_stats(fs: Sequence[Fill]) -> _FillStats:
+    buy_count = mid = extreme = 0
     volume = buy_cost = sell_proceeds = 0.0
-    mid = extreme = 0
     market_volume: dict[str, float] = {}
     category_volume: dict[str, float] = {}
     notionals: list[float] = []
@@ -155,30 +172,33 @@ def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
             mid += 1
         if p >= _EXTREME_HIGH or p <= _EXTREME_LOW:
             extreme += 1
-    sell_count = n - buy_count
+    mean = _div(volume, len(fs))
+    size_cv = _std(notionals, mean) / mean if notionals and mean else 0.0
+    return _FillStats(
+        buy_count, volume, buy_cost, sell_proceeds, size_cv, mid, extreme,
+        market_volume, category_volume,
+    )  # fmt: skip
 
-    mean = _div(volume, n)
-    if n and mean:
-        var = 0.0
-        for v in notionals:
-            var += (v - mean) * (v - mean)
-        size_cv = math.sqrt(var / n) / mean
-    else:
-        size_cv = 0.0
 
-    # Settlement (§4) and round-trip statistics.
+def _std(values: list[float], mean: float) -> float:
+    """Population standard deviation of `values` (not empty) around their `mean`."""
+    var = 0.0
+    for v in values:
+        var += (v - mean) * (v - mean)
+    return math.sqrt(var / len(values))
+
+
+def _trip_stats(fs: Sequence[Fill]) -> _TripStats:
     settlement = settle((f.condition_id, f.side, f.size, f.price, f.timestamp) for f in fs)
     trips = settlement.round_trips
-    wins = 0
-    realized = win_pnl = 0.0
-    hold_total = 0
-    max_loss = 0.0
+    wins = hold_seconds = 0
+    realized = win_pnl = max_loss = 0.0
     market_pnl: dict[str, float] = {}
     day_pnl: dict[int, float] = {}
     for t in trips:
         pnl = t.pnl
         realized += pnl
-        hold_total += t.hold_seconds
+        hold_seconds += t.hold_seconds
         if pnl > 0:
             wins += 1
             win_pnl += pnl
@@ -187,60 +207,82 @@ def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
         market_pnl[t.condition_id] = market_pnl.get(t.condition_id, 0.0) + pnl
         day = t.sell_ts // DAY
         day_pnl[day] = day_pnl.get(day, 0.0) + pnl
-    rt = len(trips)
+    return _TripStats(
+        len(trips), wins, realized, win_pnl, hold_seconds, max_loss, market_pnl, day_pnl,
+        len(settlement.open_markets),
+    )  # fmt: skip
 
-    positive = 0.0
-    top1 = 0.0
+
+def _profitable_markets(market_pnl: dict[str, float]) -> tuple[int, float, float]:
+    """How many markets made money, their summed pnl and the largest one's."""
     profitable = 0
+    positive = top1 = 0.0
     for pnl in market_pnl.values():
         if pnl > 0:
             profitable += 1
             positive += pnl
             top1 = max(top1, pnl)
+    return profitable, positive, top1
 
-    max_dd, sharpe = _drawdown_and_sharpe(list(day_pnl.values()))
 
+def _top3_volume(market_volume: dict[str, float]) -> float:
     top3 = 0.0
     for v in sorted(market_volume.values(), reverse=True)[:3]:
         top3 += v
-    top_domain: str | None = None
-    top_domain_volume = 0.0
-    for cat in sorted(category_volume):
-        if top_domain is None or category_volume[cat] > top_domain_volume:
-            top_domain, top_domain_volume = cat, category_volume[cat]
+    return top3
 
+
+def _top_domain(category_volume: dict[str, float]) -> tuple[str | None, float]:
+    """The category with the most volume, the alphabetically first on a tie."""
+    top: str | None = None
+    top_volume = 0.0
+    for cat in sorted(category_volume):
+        if top is None or category_volume[cat] > top_volume:
+            top, top_volume = cat, category_volume[cat]
+    return top, top_volume
+
+
+def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
+    """Features of trades already sorted and restricted to the window."""
+    n = len(fs)
+    flow, trips = _fill_stats(fs), _trip_stats(fs)
+    buy_count, volume, buy_cost = flow.buy_count, flow.volume, flow.buy_cost
+    sell_count, rt, wins = n - buy_count, trips.round_trips, trips.wins
+    profitable, positive, top1 = _profitable_markets(trips.market_pnl)
+    max_dd, sharpe = _drawdown_and_sharpe(list(trips.day_pnl.values()))
+    top_domain, top_domain_volume = _top_domain(flow.category_volume)
     per_week, per_day = _rates(n, window_days)
     return WindowFeatures(
         trade_count=n,
         buy_count=buy_count,
         sell_count=sell_count,
-        unique_markets=len(market_volume),
+        unique_markets=len(flow.market_volume),
         volume_usdc=volume,
-        avg_trade_size_usdc=mean,
-        size_cv=size_cv,
+        avg_trade_size_usdc=_div(volume, n),
+        size_cv=flow.size_cv,
         buy_cost_usdc=buy_cost,
-        sell_proceeds_usdc=sell_proceeds,
-        cashflow_pnl=sell_proceeds - buy_cost,
+        sell_proceeds_usdc=flow.sell_proceeds,
+        cashflow_pnl=flow.sell_proceeds - buy_cost,
         round_trips=rt,
         win_count=wins,
         loss_count=rt - wins,
         win_rate=_ratio(wins, rt),
-        realized_pnl=realized,
-        roi=_div(realized, buy_cost),
-        avg_win_pnl=_div(win_pnl, wins),
-        max_single_loss=max_loss,
+        realized_pnl=trips.realized,
+        roi=_div(trips.realized, buy_cost),
+        avg_win_pnl=_div(trips.win_pnl, wins),
+        max_single_loss=trips.max_loss,
         profitable_markets=profitable,
         pnl_top1_share=_ratio(top1, positive),
-        open_positions=len(settlement.open_markets),
-        avg_hold_hours=_div(hold_total, rt) / HOUR,
+        open_positions=trips.open_positions,
+        avg_hold_hours=_div(trips.hold_seconds, rt) / HOUR,
         max_drawdown_pct=max_dd,
         sharpe=sharpe,
         trades_per_week=per_week,
         trades_per_day=per_day,
-        concentration_ratio=_ratio(top3, volume),
+        concentration_ratio=_ratio(_top3_volume(flow.market_volume), volume),
         buy_sell_balance=_ratio(n - abs(buy_count - sell_count), n),
-        mid_fill_ratio=_ratio(mid, n),
-        extreme_price_ratio=_ratio(extreme, n),
+        mid_fill_ratio=_ratio(flow.mid_fills, n),
+        extreme_price_ratio=_ratio(flow.extreme_fills, n),
         burstiness_top_1h_ratio=_ratio(_burst(fs), n),
         top_domain=top_domain,
         top_domain_ratio=_ratio(top_domain_volume, volume),
@@ -249,8 +291,7 @@ def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
 
 def _burst(fs: Sequence[Fill]) -> int:
     """Most trades inside any closed span [t, t + 3600]."""
-    best = 0
-    lo = 0
+    best = lo = 0
     for hi, f in enumerate(fs):
         while f.timestamp - fs[lo].timestamp > HOUR:
             lo += 1
@@ -260,8 +301,7 @@ def _burst(fs: Sequence[Fill]) -> int:
 
 def _drawdown_and_sharpe(daily: list[float]) -> tuple[float, float]:
     """Max drawdown % and annualised Sharpe of the daily pnl series (days with round trips only)."""
-    equity = peak = 0.0
-    max_dd = 0.0
+    equity = peak = max_dd = 0.0
     returns: list[float] = []
     for i, pnl in enumerate(daily):
         if i >= 1:
@@ -272,15 +312,11 @@ def _drawdown_and_sharpe(daily: list[float]) -> tuple[float, float]:
             max_dd = max(max_dd, 100.0 * (peak - equity) / peak)
     if len(daily) < 2:
         return max_dd, 0.0
-    m = len(returns)
     mean = 0.0
     for r in returns:
         mean += r
-    mean /= m
-    var = 0.0
-    for r in returns:
-        var += (r - mean) * (r - mean)
-    std = math.sqrt(var / m)
+    mean /= len(returns)
+    std = _std(returns, mean)
     return max_dd, (mean / std * _ANNUALISE if std > _SHARPE_EPS else 0.0)
 
 
@@ -305,7 +341,7 @@ def _lifetime(fs: Sequence[Fill], as_of: int, roi: float) -> LifetimeStats:
 
 
 def _lifetime_roi(fs: Sequence[Fill]) -> float:
-    # Same summation order as _compute, so a window covering all trades gives the same bits.
+    # Sums in _fill_stats' and _trip_stats' order, so a window of every trade gives the same bits.
     buy_cost = 0.0
     for f in fs:
         if f.side == "BUY":
@@ -332,7 +368,7 @@ def lifetime_stats(fills: Iterable[Fill], as_of: int) -> LifetimeStats:
 def wallet_features(
     fills: Iterable[Fill], as_of: int, windows: Sequence[int] = WINDOWS
 ) -> tuple[dict[int, WindowFeatures], LifetimeStats]:
-    """One wallet's windows and lifetime stats from one sort of all its trades (the kernel)."""
+    """The kernel, for the stream and the rebuild alike: one wallet's windows and lifetime stats."""
     fs = _sorted_upto(fills, as_of)
     timestamps = [f.timestamp for f in fs]
     by_start: dict[int, WindowFeatures] = {}
