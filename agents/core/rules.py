@@ -1,11 +1,4 @@
-"""SPEC §8 classification as a rule table, with an explanation that shares it; stdlib only.
-
-`classify` and `explain` walk the same table with the same decision helpers (`classify` stops at
-the deciding rule), and tests hold `classify` equal to `explain(...).classification`.
-Inputs are three arguments: the wallet, its 30-day `WindowFeatures` and its `LifetimeStats`.
-A composite rule reports its *first* condition's metric value and threshold.
-Stages are the strings "1", "1.5", "gate" (the round_trips pending check) and "2".
-"""
+"""SPEC §8 rule table and the decision it gives (`classify`); stdlib only."""
 
 from __future__ import annotations
 
@@ -25,16 +18,17 @@ __all__ = [
     "TRAITS",
     "Classification",
     "Condition",
-    "ConditionResult",
-    "Explanation",
     "Rule",
-    "RuleResult",
     "Thresholds",
     "Trait",
-    "TraitResult",
     "classify",
-    "explain",
+    "decides",
+    "decision",
+    "metric_values",
+    "passes",
+    "reaches_stage2",
     "rules_version",
+    "threshold_of",
 ]
 
 FOLLOWABLE, EXCLUDED, UNCLASSIFIED, PENDING = "followable", "excluded", "unclassified", "pending"
@@ -69,7 +63,8 @@ class Rule:
     """One row of the table: fires when all its conditions hold.
 
     kind: "exclude" (first firing one decides), "pending", "persona" (first match is the persona)
-    or "persona_gate" (excludes a matched persona).
+    or "persona_gate" (excludes a matched persona). stage: "1", "1.5", "gate" (the round_trips
+    pending check) or "2".
     """
 
     code: str
@@ -87,8 +82,7 @@ class Trait:
     value_metric: str | None = None
 
 
-def _c(metric: str, op: str, threshold: str, scale: str | None = None) -> Condition:
-    return Condition(metric, op, threshold, scale)
+_c = Condition  # a short name keeps most rows of the table on one line
 
 
 RULES: tuple[Rule, ...] = (
@@ -232,58 +226,8 @@ class Classification:
     rules_version: str
 
 
-@dataclass(frozen=True, slots=True)
-class ConditionResult:
-    """One condition evaluated: value, operator, threshold (None for set membership), outcome."""
-
-    metric: str
-    value: float | None
-    op: str
-    threshold_name: str
-    threshold: float | None
-    passed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RuleResult:
-    """One rule evaluated: its conditions, whether it fired and whether it decided."""
-
-    code: str
-    stage: str
-    kind: str
-    conditions: tuple[ConditionResult, ...]
-    fired: bool
-    decided: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TraitResult:
-    """One trait evaluated; `recorded` only when classification reached stage 2."""
-
-    code: str
-    condition: ConditionResult
-    value: str | None
-    recorded: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """Every rule and trait in table order, the deciding rule, and the classification."""
-
-    proxy_wallet: str
-    rules: tuple[RuleResult, ...]
-    traits: tuple[TraitResult, ...]
-    decided_by: str | None
-    classification: Classification
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form."""
-        from dataclasses import asdict
-
-        return asdict(self)
-
-
-def _metrics(window: WindowFeatures, lifetime: LifetimeStats) -> dict[str, Any]:
+def metric_values(window: WindowFeatures, lifetime: LifetimeStats) -> dict[str, Any]:
+    """Every metric the table names, by name: the window's features, the lifetime stats, abs_roi."""
     values: dict[str, Any] = {name: getattr(window, name) for name in _WINDOW_FIELDS}
     for name in _LIFETIME_FIELDS:
         values[name] = getattr(lifetime, name)
@@ -291,38 +235,23 @@ def _metrics(window: WindowFeatures, lifetime: LifetimeStats) -> dict[str, Any]:
     return values
 
 
-def _threshold(cond: Condition, metrics: dict[str, Any], thresholds: Thresholds) -> Any:
+def threshold_of(cond: Condition, metrics: dict[str, Any], thresholds: Thresholds) -> Any:
+    """The number `cond` compares against, times its `scale` metric when it has one."""
     threshold = getattr(thresholds, cond.threshold)
     return threshold * metrics[cond.scale] if cond.scale is not None else threshold
 
 
-def _passes(
+def passes(
     cond: Condition,
     metrics: dict[str, Any],
     thresholds: Thresholds,
     wallet: str,
     bots: frozenset[str],
 ) -> bool:
+    """Whether `cond` holds (`wallet` and `bots` lower-cased, for the known-bot membership)."""
     if cond.op == "in":
         return wallet in bots
-    return _OPS[cond.op](metrics[cond.metric], _threshold(cond, metrics, thresholds))
-
-
-def _evaluate(
-    cond: Condition,
-    metrics: dict[str, Any],
-    thresholds: Thresholds,
-    wallet: str,
-    bots: frozenset[str],
-) -> ConditionResult:
-    if cond.op == "in":
-        return ConditionResult(cond.metric, None, "in", cond.threshold, None, wallet in bots)
-    value = metrics[cond.metric]
-    threshold = _threshold(cond, metrics, thresholds)
-    passed = _OPS[cond.op](value, threshold)
-    return ConditionResult(
-        cond.metric, float(value), cond.op, cond.threshold, float(threshold), passed
-    )
+    return _OPS[cond.op](metrics[cond.metric], threshold_of(cond, metrics, thresholds))
 
 
 @lru_cache(maxsize=64)
@@ -348,7 +277,7 @@ def rules_version(thresholds: Thresholds, known_bots: frozenset[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _decides(rule: Rule, fired: bool, persona: Rule | None) -> bool:
+def decides(rule: Rule, fired: bool, persona: Rule | None) -> bool:
     """Whether a firing rule decides, before any other rule has (`persona`: the matched one)."""
     if not fired:
         return False
@@ -357,28 +286,39 @@ def _decides(rule: Rule, fired: bool, persona: Rule | None) -> bool:
     return rule.kind != "persona_gate" or persona is not None
 
 
-def _reaches_stage2(decided: Rule | None) -> bool:
-    # Traits are recorded once classification gets to stage 2, even if it then excludes.
+def reaches_stage2(decided: Rule | None) -> bool:
+    """Whether traits are recorded: classification got to stage 2, even if it then excluded."""
     return decided is None or decided.stage not in ("1", "1.5", "gate")
 
 
-def _classification(
+def _reported(
+    decided: Rule | None, metrics: dict[str, Any], thresholds: Thresholds
+) -> tuple[float | None, float | None]:
+    # A composite rule reports its first condition; set membership has no number to report.
+    if decided is None or decided.conditions[0].op == "in":
+        return None, None
+    cond = decided.conditions[0]
+    return float(metrics[cond.metric]), float(threshold_of(cond, metrics, thresholds))
+
+
+def decision(
     decided: Rule | None,
-    first: ConditionResult | None,
+    reported: tuple[float | None, float | None],
     persona: Rule | None,
     window: WindowFeatures,
     traits: tuple[tuple[str, str | None], ...],
     version: str,
 ) -> Classification:
-    if decided is not None and first is not None:
+    """The result of one walk of the table; `reported`: the deciding rule's value and threshold."""
+    if decided is not None:
         return Classification(
             status=PENDING if decided.kind == "pending" else EXCLUDED,
             # LOW_ROI keeps the persona it vetoed, so the record says what was matched.
             persona=persona.code if decided.kind == "persona_gate" and persona else None,
             reason=decided.code,
             stage=decided.stage,
-            metric_value=first.value,
-            threshold=first.threshold,
+            metric_value=reported[0],
+            threshold=reported[1],
             confidence=None,
             traits=traits,
             rules_version=version,
@@ -392,49 +332,6 @@ def _classification(
     )
 
 
-def explain(
-    proxy_wallet: str,
-    window: WindowFeatures,
-    lifetime: LifetimeStats,
-    thresholds: Thresholds,
-    known_bots: frozenset[str],
-) -> Explanation:
-    """Evaluate every rule and trait in order and say which rule decided (known_bots: any case)."""
-    metrics = _metrics(window, lifetime)
-    wallet = proxy_wallet.lower()
-    bots = frozenset(b.lower() for b in known_bots)
-
-    results: list[RuleResult] = []
-    decided: Rule | None = None
-    first: ConditionResult | None = None
-    persona: Rule | None = None
-    for rule in RULES:
-        conds = tuple(_evaluate(c, metrics, thresholds, wallet, bots) for c in rule.conditions)
-        fired = all(c.passed for c in conds)
-        decides = decided is None and _decides(rule, fired, persona)
-        if decided is None and fired and rule.kind == "persona" and persona is None:
-            persona = rule
-        if decides:
-            decided, first = rule, conds[0]
-        results.append(RuleResult(rule.code, rule.stage, rule.kind, conds, fired, decides))
-
-    reached_stage2 = _reaches_stage2(decided)
-    trait_results: list[TraitResult] = []
-    for trait in TRAITS:
-        cond = _evaluate(trait.condition, metrics, thresholds, wallet, bots)
-        value = metrics[trait.value_metric] if trait.value_metric else None
-        trait_results.append(TraitResult(trait.code, cond, value, reached_stage2 and cond.passed))
-    traits = tuple((t.code, t.value) for t in trait_results if t.recorded)
-    version = rules_version(thresholds, known_bots)
-    return Explanation(
-        proxy_wallet=proxy_wallet,
-        rules=tuple(results),
-        traits=tuple(trait_results),
-        decided_by=decided.code if decided is not None else persona.code if persona else None,
-        classification=_classification(decided, first, persona, window, traits, version),
-    )
-
-
 def classify(
     proxy_wallet: str,
     window: WindowFeatures,
@@ -442,12 +339,12 @@ def classify(
     thresholds: Thresholds,
     known_bots: frozenset[str],
 ) -> Classification:
-    """The SPEC §8 decision: `explain`'s, from the same table and helpers, without the report.
+    """The SPEC §8 decision for one wallet (known_bots: any case); `explain` adds the report.
 
     It stops at the deciding rule and builds no per-condition results: the classifier calls it
-    for every FeatureSet, where `explain` cost ~170 µs. Tests hold it equal to `explain`.
+    for every FeatureSet, where `explain` costs ~170 µs. Tests hold it equal to `explain`.
     """
-    metrics = _metrics(window, lifetime)
+    metrics = metric_values(window, lifetime)
     wallet = proxy_wallet.lower()
     bots = frozenset(b.lower() for b in known_bots)
     decided: Rule | None = None
@@ -455,21 +352,19 @@ def classify(
     for rule in RULES:
         if rule.kind == "persona" and persona is not None:
             continue  # only the first matching persona counts
-        fired = all(_passes(c, metrics, thresholds, wallet, bots) for c in rule.conditions)
-        if _decides(rule, fired, persona):
+        fired = all(passes(c, metrics, thresholds, wallet, bots) for c in rule.conditions)
+        if decides(rule, fired, persona):
             decided = rule
             break
         if fired and rule.kind == "persona":
             persona = rule
-    first = None if decided is None else _evaluate(
-        decided.conditions[0], metrics, thresholds, wallet, bots
-    )  # fmt: skip
+    reported = _reported(decided, metrics, thresholds)
     traits: tuple[tuple[str, str | None], ...] = ()
-    if _reaches_stage2(decided):
+    if reaches_stage2(decided):
         traits = tuple(
             (t.code, metrics[t.value_metric] if t.value_metric else None)
             for t in TRAITS
-            if _passes(t.condition, metrics, thresholds, wallet, bots)
+            if passes(t.condition, metrics, thresholds, wallet, bots)
         )
     version = rules_version(thresholds, known_bots)
-    return _classification(decided, first, persona, window, traits, version)
+    return decision(decided, reported, persona, window, traits, version)

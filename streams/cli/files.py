@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.core.errors import InvalidMessage
+from agents.core.explain import ConditionResult, Explanation, explain
 from agents.core.features import wallet_features
-from agents.core.rules import ConditionResult, Explanation, explain
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate, write_dataset
 from agents.data.importer import ImportReport, import_markets, import_trades
 from agents.store import connect, fills_for_wallet, migrate

@@ -6,7 +6,9 @@ from dataclasses import fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.core.explain import explain
 from agents.core.features import (
+    DAY,
     WINDOWS,
     Fill,
     WindowFeatures,
@@ -14,10 +16,9 @@ from agents.core.features import (
     wallet_features,
     window_features,
 )
-from agents.core.rules import classify, explain
+from agents.core.rules import classify
 from config.thresholds import RuleThresholds
 
-DAY = 86_400
 AS_OF = 100 * DAY
 RATIOS = [
     "win_rate",

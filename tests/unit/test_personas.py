@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agents.core.explain import explain
 from agents.core.features import LifetimeStats, WindowFeatures
-from agents.core.rules import RULES, Classification, classify, explain, rules_version
+from agents.core.rules import RULES, Classification, classify, rules_version
 from config.thresholds import RuleThresholds
 
 WALLET = "0x" + "ab" * 20
