@@ -1,64 +1,209 @@
-"""`personas demo`: generated wallets through the real pipeline, end to end, with a summary.
+"""The demo's pipeline: generated wallets through the real topics and worker, timed per stage.
 
 Trades go through the `trades` topic and discoveries through `wallet-discovered` to a worker
-process, exactly as in production. The data set is deterministic for a seed (its as_of is fixed),
-so running the demo again rewrites the same rows instead of adding any.
+process, exactly as in production. The worker is started first and timed on its own; then each
+stage is timed from its first publish to its last row committed in SQLite, the worker consuming
+while the demo publishes. That is the end-to-end rate, publisher included (`make bench` times
+the worker alone, on trades published before it starts).
+
+The data set is deterministic for a seed (its as_of is fixed). A new run first deletes the demo
+wallets' trades, so that the worker stores every one of them again and the count of stored rows
+measures this run; it ends with the same rows. `streams.cli.demo` is the command: it parses the
+options and prints the summary.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.core.codec import dumps
 from agents.core.errors import WalletError
 from agents.core.features import feature_date
 from agents.core.records import Market, Trade, WalletDiscovered
 from agents.data.generate import Dataset, GenerateOptions, generate
 from agents.store import connect, insert_markets
-from config.settings import Settings, load_settings
-from streams.broker import broker_for, free_port
+from config.settings import Settings
+from streams.broker import broker_for, free_port, started_brokers
+from streams.ops.offsets import admin_client, describe_group
 from streams.producer import publisher
-from streams.progress import Progress
+from streams.progress import Progress, format_duration
+from streams.topics import worker_groups
 from streams.worker import prepare
 
-__all__ = ["command_demo", "run_demo"]
+__all__ = ["StageTiming", "run_demo", "say"]
 
-POLL_S = 0.2
+# Each poll counts the demo's rows (~20 ms for 300k trades): often enough for a live line and
+# a precise end, rarely enough to leave the worker its CPU.
+POLL_S = 0.25
 STALL_TIMEOUT_S = 60.0
+WORKER_START_TIMEOUT_S = 60.0
 WORKER_STOP_TIMEOUT_S = 20.0
+PUBLISH_STOP_TIMEOUT_S = 10.0
 
 
-def _count(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
-    return int(conn.execute(sql, params).fetchone()[0])
+@dataclass(frozen=True)
+class StageTiming:
+    """One stage's wall-clock times: first publish, last message sent, last row committed."""
+
+    items: int
+    first_publish_at: float
+    published_at: float
+    stored_at: float
+
+    @property
+    def seconds(self) -> float:
+        """First publish to last committed row: what the pipeline took for the stage."""
+        return max(self.stored_at - self.first_publish_at, 0.0)
+
+    @property
+    def publish_seconds(self) -> float:
+        return max(self.published_at - self.first_publish_at, 0.0)
+
+    @property
+    def per_second(self) -> int | None:
+        """Items per second over `seconds`; None when the span is empty."""
+        return round(self.items / self.seconds) if self.seconds > 0 else None
 
 
-def _wait_for(
-    label: str, total: int, done: Any, worker: subprocess.Popen[bytes], quiet: bool
-) -> float:
-    """Poll `done()` until it reaches total; fail if the worker dies or progress stalls."""
-    progress = Progress(label, total, enabled=not quiet)
-    last, last_change = -1, time.monotonic()
-    while (current := done()) < total:
-        if worker.poll() is not None:
-            raise WalletError(f"{label}: the worker exited with status {worker.returncode}")
-        if current != last:
-            last, last_change = current, time.monotonic()
-        elif time.monotonic() - last_change > STALL_TIMEOUT_S:
-            raise WalletError(f"{label}: stuck at {current}/{total} for {STALL_TIMEOUT_S:.0f}s")
-        progress.update(current)
+def say(message: str, quiet: bool) -> None:
+    """One of the demo's own messages, on stderr (stdout is the summary's)."""
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+class _Sender(threading.Thread):
+    """Publishes records on its own event loop, so that the caller can watch the store meanwhile."""
+
+    def __init__(
+        self, bootstrap: str, settings: Settings, topic: str, records: Sequence[Any]
+    ) -> None:
+        super().__init__(name=f"demo-publish-{topic}", daemon=True)
+        self._broker, self._settings, self._topic = bootstrap, settings, topic
+        self._records = records
+        self.sent = 0
+        self.first_publish_at = self.published_at = 0.0
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._publish())
+        except BaseException as exc:  # handed over to the watching thread, which raises it
+            self.error = exc
+
+    async def _publish(self) -> None:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        async with publisher(self._broker, self._settings) as pub:
+            self.first_publish_at = time.time()
+            await pub.send_many(self._topic, self._records, on_progress=self._progress)
+        self.published_at = time.time()
+
+    def _progress(self, sent: int) -> None:
+        self.sent = sent
+
+    def stop(self) -> None:
+        """Cancel what is left to send (after a failure elsewhere) and wait for the thread."""
+        if self.is_alive() and self._loop is not None and self._task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._task.cancel)
+        self.join(PUBLISH_STOP_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the stages share: where to publish, the store to watch, the worker to check on."""
+
+    settings: Settings
+    bootstrap: str
+    conn: sqlite3.Connection
+    worker: subprocess.Popen[bytes]
+    log_path: Path
+    quiet: bool
+
+    def check_worker(self, label: str) -> None:
+        if self.worker.poll() is not None:
+            raise WalletError(
+                f"{label}: the worker exited with status {self.worker.returncode}; "
+                f"see {self.log_path}"
+            )
+
+
+def _watch(
+    run: _Run, label: str, total: int, sender: _Sender, stored: Callable[[], int],
+    progress: Progress,
+) -> float:  # fmt: skip
+    """Poll until everything is sent and `stored()` reaches total; return the time it did."""
+    seen, changed_at = (-1, -1), time.monotonic()
+    while True:
+        current, now = stored(), time.time()
+        if sender.error is not None:
+            raise WalletError(f"{label}: publishing failed: {sender.error!r}") from sender.error
+        if current >= total and not sender.is_alive():
+            return now
+        run.check_worker(label)
+        if (sender.sent, current) != seen:
+            seen, changed_at = (sender.sent, current), time.monotonic()
+        elif time.monotonic() - changed_at > STALL_TIMEOUT_S:
+            raise WalletError(
+                f"{label}: stuck at {current:,}/{total:,} for {STALL_TIMEOUT_S:.0f}s; "
+                f"see {run.log_path}"
+            )
+        progress.update(current, sent=sender.sent)
         time.sleep(POLL_S)
-    return progress.finish(total)
+
+
+def _stage(
+    run: _Run, label: str, noun: str, topic: str, records: Sequence[Any],
+    stored: Callable[[], int], last_commit: Callable[[float], float | None] | None = None,
+) -> StageTiming:  # fmt: skip
+    """Publish `records` while the worker consumes them; time it to the last committed row.
+
+    `last_commit(since)` gives the store's own time of its last row when it keeps one; else the
+    poll that saw the last row is the end (at most POLL_S late).
+    """
+    progress = Progress(label, len(records), noun=noun, enabled=not run.quiet)
+    sender = _Sender(run.bootstrap, run.settings, topic, records)
+    sender.start()
+    try:
+        seen_at = _watch(run, label, len(records), sender, stored, progress)
+        progress.finish(len(records), sent=sender.sent)
+    finally:
+        sender.stop()
+        progress.end()  # a failure's message starts on a line of its own
+    committed_at = last_commit(sender.first_publish_at) if last_commit is not None else None
+    return StageTiming(
+        len(records), sender.first_publish_at, sender.published_at, committed_at or seen_at
+    )
+
+
+async def _await_consumers(run: _Run, progress: Progress) -> bool:
+    """Wait until every agent's group has its partitions; False after the timeout."""
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    async with admin_client(run.bootstrap, run.settings) as admin:
+        while time.monotonic() < deadline:
+            run.check_worker("worker start")
+            groups = [await describe_group(admin, g) for g in worker_groups(run.settings)]
+            # Stable with members: the group has synced its assignment. (The embedded broker
+            # sends no assignments to decode, so `topics` stays empty there.)
+            if all(group.state == "Stable" and group.members for group in groups):
+                return True
+            progress.update(0)
+            await asyncio.sleep(POLL_S)
+    return False
 
 
 def _start_worker(
@@ -73,88 +218,134 @@ def _start_worker(
     command = [sys.executable, "-m", "streams.cli", "run", "--no-rebuild"]
     if config is not None:
         command += ["--config", str(config)]
-    with log_path.open("ab") as log_file:
+    with log_path.open("wb") as log_file:  # this run's log only
         return subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def _stop_worker(worker: subprocess.Popen[bytes]) -> int:
-    worker.send_signal(signal.SIGTERM)
+def _stop_worker(run: _Run) -> None:
+    say("stopping the worker", run.quiet)
+    run.worker.send_signal(signal.SIGTERM)
     try:
-        return worker.wait(WORKER_STOP_TIMEOUT_S)
+        status = run.worker.wait(WORKER_STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        worker.kill()
-        return worker.wait()
+        run.worker.kill()
+        status = run.worker.wait()
+    if status != 0:
+        print(f"warning: the worker exited with status {status}; see {run.log_path}",
+              file=sys.stderr)  # fmt: skip
 
 
-async def _publish(bootstrap: str, settings: Settings, records: list[Any], topic: str) -> None:
-    async with publisher(bootstrap, settings) as pub:
-        await pub.send_many(topic, records)
+def _run_stages(
+    run: _Run, trades: list[Trade], discoveries: list[WalletDiscovered], date: str, since: float
+) -> dict[str, Any]:
+    """Worker start, ingest, on-demand: each with its progress line; their times."""
+    progress = Progress("worker start", 0, enabled=not run.quiet)
+    try:
+        consuming = asyncio.run(_await_consumers(run, progress))
+        worker_start_s = progress.finish(0)
+    finally:
+        progress.end()
+    if not consuming:
+        print(f"warning: the worker's consumers are not confirmed after "
+              f"{WORKER_START_TIMEOUT_S:.0f}s; the ingest time includes its start",
+              file=sys.stderr)  # fmt: skip
+    topics, conn = run.settings.topics, run.conn
+    ingest = _stage(run, "ingest", "stored", topics.trades, trades, lambda: _count(
+        conn, "SELECT COUNT(*) FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
+    ))  # fmt: skip
+    on_demand = _stage(
+        run, "on-demand", "done", topics.discovered, discoveries,
+        lambda: _accounted(conn, since, date), lambda start: _last_accounted_at(conn, start, date),
+    )  # fmt: skip
+    return {
+        "worker_start_s": round(worker_start_s, 2),
+        "ingest_s": round(ingest.seconds, 2), "trades_per_s": ingest.per_second,
+        "trades_publish_s": round(ingest.publish_seconds, 2),
+        "classify_s": round(on_demand.seconds, 2), "discoveries_per_s": on_demand.per_second,
+        "discoveries_publish_s": round(on_demand.publish_seconds, 2),
+    }  # fmt: skip
 
 
 def run_demo(
     settings: Settings, options: GenerateOptions, config: Path | None, quiet: bool
 ) -> dict[str, Any]:
-    """Run the demo and return its summary."""
+    """Run the demo and return its summary; progress and notes on stderr unless `quiet`."""
     started = time.monotonic()
+    say(f"generating {options.wallets:,} wallets over {options.days} days (seed {options.seed})",
+        quiet)  # fmt: skip
     dataset = generate(options)
     trades = [Trade.model_validate(row) for row in dataset.trades()]
-    as_of = options.end
     discoveries = [
-        WalletDiscovered(proxy_wallet=wallet, discovered_at=as_of, source="demo")
+        WalletDiscovered(proxy_wallet=wallet, discovered_at=options.end, source="demo")
         for wallet in dataset.wallets
     ]
-    log_path = settings.database.path.parent / "demo-worker.log"
+    generate_s = time.monotonic() - started
+    say(f"generated {len(trades):,} trades in {format_duration(generate_s)}", quiet)
+    date, data_dir = feature_date(options.end), settings.database.path.parent
+    log_path = data_dir / "demo-worker.log"
     with broker_for(settings) as bootstrap:
+        # The path broker_for gives an embedded broker's log (its own INFO line is not shown).
+        broker_log = data_dir / "broker.log" if started_brokers() else None
+        say(f"broker {bootstrap}" + (f", embedded (log {broker_log})" if broker_log else ""),
+            quiet)  # fmt: skip
         prepare(settings, bootstrap)
         with closing(connect(settings.database.path)) as conn:
-            insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
-            _stage_wallets(conn, dataset)
+            _stage_data(conn, dataset, quiet)
             demo_start = time.time()
+            say(f"starting the worker (log {log_path})", quiet)
             worker = _start_worker(settings, bootstrap, config, log_path)
+            run = _Run(settings, bootstrap, conn, worker, log_path, quiet)
             try:
-                asyncio.run(_publish(bootstrap, settings, trades, settings.topics.trades))
-                ingest_s = _wait_for("trades stored", len(trades), lambda: _count(
-                    conn, "SELECT COUNT(*) FROM trades JOIN temp.demo USING (proxy_wallet)"
-                ), worker, quiet)  # fmt: skip
-                asyncio.run(_publish(bootstrap, settings, discoveries, settings.topics.discovered))
-                classify_s = _wait_for("wallets done", len(discoveries), lambda: _accounted(
-                    conn, demo_start, feature_date(as_of)
-                ), worker, quiet)  # fmt: skip
+                times = _run_stages(run, trades, discoveries, date, demo_start)
             finally:
-                if _stop_worker(worker) != 0:
-                    print(f"worker exited uncleanly; see {log_path}", file=sys.stderr)
-            summary = _summary(conn, dataset, feature_date(as_of), demo_start)
-    summary.update({
+                _stop_worker(run)
+            summary = _summary(conn, dataset, date, demo_start)
+    return summary | times | {
         "wallets": len(dataset.wallets), "trades": len(trades),
-        "ingest_s": round(ingest_s, 2), "trades_per_s": round(len(trades) / ingest_s),
-        "classify_s": round(classify_s, 2),
-        "discoveries_per_s": round(len(discoveries) / classify_s),
-        "elapsed_s": round(time.monotonic() - started, 2),
+        "generate_s": round(generate_s, 2), "elapsed_s": round(time.monotonic() - started, 2),
         "database": str(settings.database.path), "worker_log": str(log_path),
-    })  # fmt: skip
-    return summary
+        "broker": bootstrap, "broker_log": str(broker_log) if broker_log else None,
+    }  # fmt: skip
 
 
-def _stage_wallets(conn: sqlite3.Connection, dataset: Dataset) -> None:
+def _count(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
+    return int(conn.execute(sql, params).fetchone()[0])
+
+
+def _stage_data(conn: sqlite3.Connection, dataset: Dataset, quiet: bool) -> None:
+    """Markets in; the demo's wallets in temp.demo; their trades from an earlier run out."""
+    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS demo (proxy_wallet TEXT PRIMARY KEY)")
     conn.execute("DELETE FROM temp.demo")
     conn.executemany("INSERT INTO temp.demo VALUES (?)", ((w,) for w in dataset.wallets))
+    # Stored again from the topic: else INSERT OR IGNORE keeps the old rows and the count of
+    # stored trades is complete before anything is consumed.
+    earlier = "FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
+    if (old := _count(conn, f"SELECT COUNT(*) {earlier}")) > 0:
+        say(f"deleting the {old:,} trades of an earlier demo run", quiet)
+        conn.execute(f"DELETE {earlier}")
+
+
+_ACCOUNTED = """
+    FROM wallets AS w JOIN temp.demo USING (proxy_wallet)
+    LEFT JOIN wallet_classifications AS c
+           ON c.proxy_wallet = w.proxy_wallet AND c.feature_date = ?
+    WHERE w.on_demand_at >= ?
+      AND (w.on_demand_status = 'insufficient' OR c.classified_at >= ?)"""
 
 
 def _accounted(conn: sqlite3.Connection, since: float, date: str) -> int:
     """Demo wallets whose discovery finished: insufficient, or classified."""
-    return _count(
-        conn,
-        """
-        SELECT COUNT(*) FROM wallets AS w JOIN temp.demo USING (proxy_wallet)
-        LEFT JOIN wallet_classifications AS c
-               ON c.proxy_wallet = w.proxy_wallet AND c.feature_date = ?
-        WHERE w.on_demand_at >= ?
-          AND (w.on_demand_status = 'insufficient' OR c.classified_at >= ?)""",
-        date,
-        since,
-        since,
-    )
+    return _count(conn, "SELECT COUNT(*)" + _ACCOUNTED, date, since, since)
+
+
+def _last_accounted_at(conn: sqlite3.Connection, since: float, date: str) -> float | None:
+    """When the last of them was committed: the store keeps that time for discoveries."""
+    row = conn.execute(
+        "SELECT MAX(MAX(w.on_demand_at, COALESCE(c.classified_at, 0)))" + _ACCOUNTED,
+        (date, since, since),
+    ).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
 
 
 def _summary(conn: sqlite3.Connection, dataset: Dataset, date: str, since: float) -> dict[str, Any]:
@@ -189,38 +380,3 @@ def _summary(conn: sqlite3.Connection, dataset: Dataset, date: str, since: float
         "planted_left_to_rebuild": len(dataset.labels) - len(classified),
         "feature_date": date,
     }  # fmt: skip
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    print("\nwallet-personas demo")
-    print(f"  {summary['wallets']:,} wallets, {summary['trades']:,} trades, feature date "
-          f"{summary['feature_date']}")  # fmt: skip
-    print(f"  ingest      {summary['ingest_s']:>7.2f}s  {summary['trades_per_s']:>9,} trades/s")
-    print(f"  on-demand   {summary['classify_s']:>7.2f}s  "
-          f"{summary['discoveries_per_s']:>9,} discoveries/s")  # fmt: skip
-    print(
-        f"  on-demand outcomes: {summary['on_demand']['success']:,} success, "
-        f"{summary['on_demand']['insufficient']:,} insufficient (left to the daily rebuild)"
-    )
-    for title, key in (("status", "by_status"), ("persona", "by_persona"), ("reason", "by_reason")):
-        print(f"  by {title}:")
-        for name, count in summary[key].items():
-            print(f"    {name:<24} {count:>7,}")
-    print(
-        f"  planted labels reproduced on demand: {summary['planted_labels_reproduced']} "
-        f"({summary['planted_left_to_rebuild']} planted wallets left to the daily rebuild)"
-    )
-    print(f"  elapsed {summary['elapsed_s']:.1f}s; database {summary['database']}")
-
-
-def command_demo(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    from agents.data.generate import DEFAULT_END
-
-    options = GenerateOptions(wallets=args.wallets, days=args.days, seed=args.seed, end=DEFAULT_END)
-    summary = run_demo(settings, options, args.config, quiet=args.json)
-    if args.json:
-        sys.stdout.buffer.write(dumps(summary) + b"\n")
-    else:
-        _print_summary(summary)
-    return 0
