@@ -1,8 +1,7 @@
-"""`personas run`: the Faust worker with every agent, on the configured or an embedded broker."""
+"""The Faust worker with every agent, on the configured or an embedded broker (`personas run`)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -21,7 +20,7 @@ from streams.broker import broker_for
 from streams.offset_guard import reset_lost_offsets
 from streams.topics import ensure_topics
 
-__all__ = ["command_run", "prepare", "run_worker"]
+__all__ = ["prepare", "run_worker"]
 
 log = logging.getLogger("personas.worker")
 
@@ -98,11 +97,6 @@ def run_worker(settings: Settings, *, rebuild: bool = True) -> int:
         except SystemExit as exc:
             return int(exc.code or 0)
     return 0
-
-
-def command_run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    return run_worker(settings, rebuild=not args.no_rebuild)
 
 
 if __name__ == "__main__":

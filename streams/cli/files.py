@@ -1,9 +1,8 @@
-"""The file and inspection commands: generate, import, features, classify."""
+"""The file commands: `personas generate` (synthetic trades) and `personas import` (load them)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from contextlib import closing
@@ -11,21 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from agents.core.errors import InvalidMessage
-from agents.core.explain import ConditionResult, Explanation, explain
-from agents.core.features import wallet_features
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate, write_dataset
 from agents.data.importer import ImportReport, import_markets, import_trades
-from agents.store import connect, fills_for_wallet, migrate
-from config.settings import Settings, load_settings
-from streams.cli.output import emit_json, open_existing, timestamp_arg, wallet_arg
+from agents.store import connect, migrate
+from config.settings import load_settings
+from streams.cli.output import emit_json, timestamp_arg
+from streams.cli.status import EXIT_OK, EXIT_USAGE
 from streams.progress import Progress
 
-__all__ = ["command_classify", "command_features", "command_generate", "command_import"]
+__all__ = ["command_generate", "command_import"]
 
 SHOWN_ERRORS = 20
 
 
 def command_generate(args: argparse.Namespace) -> int:
+    """Write the trades, markets and planted labels; print where they went."""
     end = timestamp_arg(args.end, "--end", DEFAULT_END)
     try:
         options = GenerateOptions(wallets=args.wallets, days=args.days, seed=args.seed, end=end)
@@ -46,7 +45,7 @@ def command_generate(args: argparse.Namespace) -> int:
               f"in {summary['seconds']}s:")  # fmt: skip
         for kind, path in summary["files"].items():
             print(f"  {kind:<8} {path}")
-    return 0
+    return EXIT_OK
 
 
 def _print_report(kind: str, report: ImportReport, seconds: float) -> None:
@@ -61,6 +60,7 @@ def _print_report(kind: str, report: ImportReport, seconds: float) -> None:
 
 
 def command_import(args: argparse.Namespace) -> int:
+    """Load the markets, then the trades; exit 2 when any row was rejected (the rest is kept)."""
     settings = load_settings(args.config)
     for path in filter(None, (args.file, args.markets)):
         if not path.is_file():
@@ -74,7 +74,6 @@ def command_import(args: argparse.Namespace) -> int:
             reports["markets"] = markets.as_dict()
             if not args.json:
                 _print_report("markets", markets, time.monotonic() - started)
-        started = time.monotonic()
         progress = Progress("importing", _count_lines(args.file), enabled=not args.json)
         trades = import_trades(conn, args.file, progress.update)
         seconds = progress.finish(trades.read)
@@ -84,84 +83,14 @@ def command_import(args: argparse.Namespace) -> int:
     else:
         _print_report("trades", trades, seconds)
     rejected = sum(report["rejected"] for report in reports.values())
-    return 2 if rejected else 0
+    return EXIT_USAGE if rejected else EXIT_OK
 
 
 def _count_lines(path: Path) -> int:
+    """Lines in `path`, the last one counted even without its newline (the progress total)."""
+    lines, last = 0, b"\n"
     with path.open("rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-
-
-def _features_of(settings: Settings, wallet: str, as_of: int, window: int) -> tuple[Any, Any]:
-    with closing(open_existing(settings)) as conn:
-        fills = fills_for_wallet(conn, wallet, as_of)
-    windows, lifetime = wallet_features(fills, as_of, (window,))
-    return windows[window], lifetime
-
-
-def command_features(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    wallet = wallet_arg(args.wallet)
-    if args.window < 1:
-        raise InvalidMessage("--window", f"must be a positive number of days (got {args.window})")
-    as_of = timestamp_arg(args.as_of, "--as-of")
-    window, lifetime = _features_of(settings, wallet, as_of, args.window)
-    values = {**dataclasses.asdict(window), **dataclasses.asdict(lifetime)}
-    if args.json:
-        emit_json({"proxy_wallet": wallet, "window_days": args.window, "as_of": as_of, **values})
-        return 0
-    print(f"{wallet}  window {args.window}d  as_of {as_of}")
-    for name, value in values.items():
-        print(f"  {name:<26} {_fmt(value)}")
-    return 0
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "-" if value is None else str(value)
-
-
-def command_classify(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    wallet = wallet_arg(args.wallet)
-    as_of = timestamp_arg(args.as_of, "--as-of")
-    window, lifetime = _features_of(settings, wallet, as_of, settings.features.window_days)
-    rules = settings.rules
-    explanation = explain(wallet, window, lifetime, rules, frozenset(rules.known_bots))
-    if args.json:
-        emit_json(explanation_dict(explanation))
-    else:
-        print_explanation(wallet, as_of, explanation)
-    return 0
-
-
-def explanation_dict(explanation: Explanation) -> dict[str, Any]:
-    return explanation.to_dict()
-
-
-def _condition_text(condition: ConditionResult) -> str:
-    threshold = (
-        condition.threshold_name if condition.threshold is None else _fmt(condition.threshold)
-    )
-    mark = "pass" if condition.passed else "fail"
-    return f"{condition.metric} = {_fmt(condition.value)} {condition.op} {threshold}: {mark}"
-
-
-def print_explanation(wallet: str, as_of: int, explanation: Explanation) -> None:
-    result = explanation.classification
-    print(f"{wallet}  as_of {as_of}  rules {result.rules_version}")
-    for rule in explanation.rules:
-        marker = "→" if rule.decided else ("✓" if rule.fired else " ")
-        conditions = "; ".join(_condition_text(c) for c in rule.conditions)
-        print(f" {marker} stage {rule.stage:<4} {rule.code:<22} {conditions}")
-    for trait in explanation.traits:
-        recorded = "recorded" if trait.recorded else "not recorded"
-        print(f"   trait {trait.code:<16} {_condition_text(trait.condition)} ({recorded})")
-    print(f"decided by: {explanation.decided_by or '-'}")
-    print(
-        f"result: {result.status}"
-        + (f", persona {result.persona}" if result.persona else "")
-        + (f", reason {result.reason}" if result.reason else "")
-        + (f", confidence {_fmt(result.confidence)}" if result.confidence is not None else "")
-    )
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + int(last != b"\n")

@@ -1,10 +1,11 @@
-"""What every command shares: JSON on stdout, argument parsing that names the option."""
+"""What every command shares: JSON on stdout, tables, arguments that name the option."""
 
 from __future__ import annotations
 
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agents.core.codec import dumps
@@ -13,13 +14,40 @@ from agents.core.records import normalise_wallet, parse_timestamp
 from agents.store import connect, migrate
 from config.settings import Settings
 
-__all__ = ["emit_json", "open_existing", "timestamp_arg", "wallet_arg"]
+__all__ = [
+    "emit_json",
+    "open_existing",
+    "print_table",
+    "timestamp_arg",
+    "wallet_arg",
+]
 
 
 def emit_json(value: Any) -> None:
     """Write `value` as one line of JSON on stdout (every `--json` output)."""
     sys.stdout.buffer.write(dumps(value) + b"\n")
     sys.stdout.flush()
+
+
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], *, left: Sequence[str] = ()
+) -> None:
+    """Print `rows` under `columns`, indented by two; numbers right-aligned, `left` columns not."""
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                value.ljust(width) if name in left else value.rjust(width)
+                for name, value, width in zip(columns, values, widths, strict=True)
+            ).rstrip()
+        )
+
+    print(line(columns))
+    for row in cells:
+        print(line(row))
 
 
 def timestamp_arg(text: str | None, name: str, default: int | None = None) -> int:

@@ -18,6 +18,7 @@ from agents.compute.rebuild import (
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
 from streams.cli.output import emit_json, open_existing, timestamp_arg
+from streams.cli.status import EXIT_FAILURE, EXIT_OK
 from streams.producer import publisher
 from streams.progress import Progress
 
@@ -62,7 +63,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
         emit_json(summary)
     else:
         _print_summary(summary)
-    return 1 if result.failed_wallets else 0
+    return EXIT_FAILURE if result.failed_wallets else EXIT_OK
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

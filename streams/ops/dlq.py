@@ -1,30 +1,28 @@
-"""`personas dlq list|redrive`: inspect dead letters and send them back to their source topic.
+"""Dead letters: list them by reason and send them back to their source topic (`personas dlq`).
 
 A dead letter (`streams.runtime.dead_letter_envelope`) is JSON with the reason, the error class,
 the source topic/partition/offset, the time, and the original bytes (`value`, or
 `value_base64` when they were not UTF-8); its key is the original key.
 
-`list` groups them by reason (the reason without the offending value, so that one kind of
-failure is one line), with counts and sample offsets. Dead-lettering is at-least-once (a worker
-killed between the DLQ send and its commit sends a letter again), so letters are counted, listed
-and re-driven once per source topic/partition/offset.
+`list_dead_letters` groups them by reason (the reason without the offending value, so that one
+kind of failure is one line), with counts and sample offsets. Dead-lettering is at-least-once (a
+worker killed between the DLQ send and its commit sends a letter again), so letters are counted,
+listed and re-driven once per source topic/partition/offset.
 
 `redrive` sends the original key and bytes back to the source topic, after a fix. It is
 idempotent: it reads as the consumer group `<app_id>-dlq-redrive` and commits after the broker
 has each message, so a second run sends nothing again. It stops at the log end seen when it
 started (a message that fails again is dead-lettered again, and is not re-driven in a loop).
-With `--reason`, the commit stops at the first dead letter left behind, so a later run can
-still re-drive it; re-driven letters after that one may be sent twice, which the agents'
+With a `reason` filter, the commit stops at the first dead letter left behind, so a later run
+can still re-drive it; re-driven letters after that one may be sent twice, which the agents'
 idempotent writes absorb.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,18 +31,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from agents.core.codec import dumps, loads
+from agents.core.codec import loads
 from agents.core.errors import InvalidMessage, WalletError
-from config.settings import Settings, load_settings
-from streams.broker import broker_for
-from streams.ops.offsets import LogRange, joined_member, log_ranges, quiet_clients, reader
+from config.settings import Settings
+from streams.ops.offsets import LogRange, joined_member, log_ranges, reader
 from streams.producer import publisher
 from streams.topics import DLQ_SUFFIX, dlq_name
 
 __all__ = [
     "DeadLetter",
     "ReasonGroup",
-    "command_dlq",
+    "RedriveReport",
     "dlq_topics",
     "list_dead_letters",
     "reason_key",
@@ -123,6 +120,8 @@ class DeadLetter:
 
 @dataclass
 class ReasonGroup:
+    """Dead letters of one DLQ topic with one reason and error class."""
+
     topic: str
     reason: str
     error: str
@@ -197,6 +196,8 @@ async def list_dead_letters(
 
 @dataclass
 class RedriveReport:
+    """What one re-drive sent (by source topic) and left in place."""
+
     sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     left: int = 0
     unreadable: int = 0
@@ -253,37 +254,3 @@ async def redrive(
             if not stuck:
                 await consumer.commit({tp: record.offset + 1})
     return report
-
-
-def command_dlq(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    quiet_clients(args.verbose)
-    with broker_for(settings, start_embedded=False) as bootstrap:
-        if args.action == "list":
-            listing = list_dead_letters(bootstrap, settings, args.topic, args.reason)
-            groups, total = asyncio.run(listing)
-            if args.json:
-                sys.stdout.buffer.write(dumps(
-                    {"total": total, "groups": [g.as_dict() for g in groups]}) + b"\n")  # fmt: skip
-                return 0
-            if not groups:
-                print("no dead letters")
-            for group in groups:
-                offsets = ", ".join(map(str, group.sample_offsets))
-                more = ", …" if group.count > len(group.sample_offsets) else ""
-                print(f"{group.topic}  {group.count:>6}  {group.error:<18} {group.reason}"
-                      f"  (offsets {offsets}{more})")  # fmt: skip
-            if groups:
-                print(f"{total:,} dead letter(s)")
-            return 0
-        report = asyncio.run(redrive(bootstrap, settings, args.topic, args.reason))
-    if args.json:
-        sys.stdout.buffer.write(dumps(report.as_dict()) + b"\n")
-        return 0
-    for target, count in sorted(report.sent.items()):
-        print(f"re-drove {count:,} message(s) to {target}")
-    if not report.sent:
-        print("nothing to re-drive")
-    if report.left:
-        print(f"{report.left:,} dead letter(s) left in place (filtered out or unreadable)")
-    return 0

@@ -1,4 +1,7 @@
-"""`personas lag`: consumer lag per group and partition, in messages and seconds (SPEC §10).
+"""Consumer lag per group and partition, in messages and seconds (SPEC §10).
+
+`collect_lag` is what `personas lag` prints and what the worker's lag monitor exports to
+/metrics and /health.
 
 For each partition: the group's committed offset, the log end, lag = end − committed messages,
 and lag in seconds = now − timestamp of the oldest unconsumed message (the one at the committed
@@ -26,27 +29,22 @@ assignments and, since an idle group has none, the configured topics and their D
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.core.codec import dumps
-from config.settings import Settings, load_settings
-from streams.broker import broker_for
+from config.settings import Settings
 from streams.ops.offsets import (
     GroupInfo,
+    LogRange,
     admin_client,
     committed_offsets,
     describe_group,
     list_groups,
     log_ranges,
-    quiet_clients,
     reader,
     record_at,
 )
@@ -57,7 +55,6 @@ __all__ = [
     "PartitionLag",
     "Status",
     "collect_lag",
-    "command_lag",
     "group_status",
     "partition_status",
 ]
@@ -148,6 +145,80 @@ def _candidate_topics(settings: Settings, info: GroupInfo) -> list[str]:
     return sorted({*sources, *(dlq_name(topic) for topic in sources), *info.topics})
 
 
+async def _groups_to_read(
+    bootstrap: str, settings: Settings, groups: Sequence[str] | None
+) -> tuple[list[str], dict[str, GroupInfo]]:
+    """The groups to report, in order (the worker's own first unless `groups` names them)."""
+    async with admin_client(bootstrap, settings) as admin:
+        names = list(groups) if groups else await list_groups(admin)
+        if not groups:
+            own = worker_groups(settings)
+            names = own + [name for name in names if name not in own]
+        infos = {name: await describe_group(admin, name) for name in names}
+    return names, infos
+
+
+async def _partitions_read_by(
+    consumer: AIOKafkaConsumer, settings: Settings, infos: Mapping[str, GroupInfo]
+) -> dict[str, list[TopicPartition]]:
+    """Each group's candidate partitions: of the topics that exist on the broker."""
+    existing = await consumer.topics()
+    return {
+        name: [
+            TopicPartition(topic, p)
+            for topic in _candidate_topics(settings, info)
+            if topic in existing
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        for name, info in infos.items()
+    }
+
+
+def _with_commits(
+    committed: Mapping[str, Mapping[TopicPartition, int | None]],
+) -> list[TopicPartition]:
+    """Every partition some group committed on: the only ones whose log end is needed."""
+    return sorted(
+        {tp for offsets in committed.values() for tp, off in offsets.items() if off is not None},
+        key=lambda tp: (tp.topic, tp.partition),
+    )
+
+
+async def _oldest_unconsumed_age(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, now: float
+) -> float:
+    """Seconds since the record at `offset` was created (0 when it cannot be read)."""
+    record = await record_at(consumer, tp, offset)
+    return 0.0 if record is None else max(now - record.timestamp / 1000, 0.0)
+
+
+async def _measure(
+    consumer: AIOKafkaConsumer,
+    committed: Mapping[TopicPartition, int | None],
+    ranges: Mapping[TopicPartition, LogRange],
+    now: float,
+) -> list[PartitionLag]:
+    """One group's lag on each partition it committed on (status not judged yet)."""
+    parts = []
+    for tp, offset in committed.items():
+        if offset is None:
+            continue
+        span = ranges[tp]
+        first_unread = max(offset, span.start)
+        lag = max(span.end - first_unread, 0)
+        age = await _oldest_unconsumed_age(consumer, tp, first_unread, now) if lag else 0.0
+        parts.append(PartitionLag(tp.topic, tp.partition, offset, span.start, span.end, lag, age))
+    return parts
+
+
+def _previous_partitions(
+    previous: Mapping[str, GroupLag] | None, group: str
+) -> dict[tuple[str, int], PartitionLag]:
+    if not previous or group not in previous:
+        return {}
+    return {(p.topic, p.partition): p for p in previous[group].partitions}
+
+
 async def collect_lag(
     bootstrap: str,
     settings: Settings,
@@ -157,96 +228,33 @@ async def collect_lag(
     warn_after_s: float = WARN_AFTER_S,
     stall_after_s: float = STALL_AFTER_S,
 ) -> list[GroupLag]:
-    """Lag of `groups` (default: the worker's groups and every group with offsets on our topics)."""
-    explicit = bool(groups)
+    """Lag of `groups` (default: the worker's groups and every group with offsets on our topics).
+
+    `previous` is the last sample (by group), which STALL and lag growth are judged against.
+    """
     own = worker_groups(settings)
-    async with admin_client(bootstrap, settings) as admin:
-        names = list(groups) if groups else await list_groups(admin)
-        if not explicit:
-            names = own + [name for name in names if name not in own]
-        infos = {name: await describe_group(admin, name) for name in names}
+    names, infos = await _groups_to_read(bootstrap, settings, groups)
     results: list[GroupLag] = []
     async with reader(bootstrap, settings) as consumer:
-        existing = await consumer.topics()
-        all_tps: dict[str, list[TopicPartition]] = {}
-        for name, info in infos.items():
-            all_tps[name] = [
-                TopicPartition(topic, p)
-                for topic in _candidate_topics(settings, info)
-                if topic in existing
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+        candidates = await _partitions_read_by(consumer, settings, infos)
         committed = {
             name: await committed_offsets(bootstrap, settings, name, tps)
-            for name, tps in all_tps.items()
+            for name, tps in candidates.items()
         }
-        used = sorted(
-            {tp for name in names for tp, off in committed[name].items() if off is not None},
-            key=lambda tp: (tp.topic, tp.partition),
-        )
-        ranges = await log_ranges(consumer, used)
+        ranges = await log_ranges(consumer, _with_commits(committed))
         now = time.time()
         for name in names:
-            info = infos[name]
-            before = {(p.topic, p.partition): p for p in previous[name].partitions} if (
-                previous and name in previous) else {}  # fmt: skip
-            parts = []
-            for tp, offset in committed[name].items():
-                if offset is None:
-                    continue
-                span = ranges[tp]
-                lag = max(span.end - max(offset, span.start), 0)
-                age = 0.0
-                if lag:
-                    record = await record_at(consumer, tp, max(offset, span.start))
-                    if record is not None:
-                        age = max(now - record.timestamp / 1000, 0.0)
-                part = PartitionLag(tp.topic, tp.partition, offset, span.start, span.end, lag, age)
-                status = partition_status(
-                    part, len(info.members), before.get((tp.topic, tp.partition)),
+            members = len(infos[name].members)
+            before = _previous_partitions(previous, name)
+            parts = [
+                replace(part, status=partition_status(
+                    part, members, before.get((part.topic, part.partition)),
                     warn_after_s=warn_after_s, stall_after_s=stall_after_s,
-                )  # fmt: skip
-                parts.append(PartitionLag(**{**asdict(part), "status": status}))
-            if not parts and not explicit and name not in own:
+                ))
+                for part in await _measure(consumer, committed[name], ranges, now)
+            ]  # fmt: skip
+            if not parts and not groups and name not in own:
                 continue  # a group of other topics (another deployment or test) is not ours
-            results.append(GroupLag(
-                name, info.state, len(info.members), group_status(parts), tuple(parts), now
-            ))  # fmt: skip
+            status = group_status(parts)
+            results.append(GroupLag(name, infos[name].state, members, status, tuple(parts), now))
     return results
-
-
-def _print(groups: Sequence[GroupLag]) -> None:
-    for group in groups:
-        print(f"GROUP {group.group}  status {group.status}  state {group.state}  "
-              f"members {group.members}  lag {group.lag_messages:,} msgs / "
-              f"{group.lag_seconds:,.1f}s")  # fmt: skip
-        if not group.partitions:
-            print("  (no committed offsets)")
-            continue
-        print(f"  {'TOPIC':<32} {'PART':>4} {'COMMITTED':>10} {'END':>10} {'LAG':>8} "
-              f"{'LAG_S':>9}  STATUS")  # fmt: skip
-        for p in group.partitions:
-            committed = "-" if p.committed is None else str(p.committed)
-            print(f"  {p.topic:<32} {p.partition:>4} {committed:>10} {p.log_end:>10} "
-                  f"{p.lag_messages:>8} {p.lag_seconds:>9.1f}  {p.status}")  # fmt: skip
-
-
-def command_lag(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    quiet_clients(args.verbose)
-    with broker_for(settings, start_embedded=False) as bootstrap:
-        previous: dict[str, GroupLag] = {}
-        while True:
-            groups = asyncio.run(collect_lag(bootstrap, settings, args.group, previous))
-            if args.json:
-                payload = dumps({"groups": [group.as_dict() for group in groups]})
-                sys.stdout.buffer.write(payload + b"\n")
-                sys.stdout.flush()
-            else:
-                _print(groups)
-            if args.watch is None:
-                return 0
-            previous = {group.group: group for group in groups}
-            if not args.json:
-                print(flush=True)
-            time.sleep(max(args.watch, 0.5))

@@ -1,42 +1,41 @@
-"""`personas publish`: produce discovery or trade events, all validated before the first send.
+"""Produce discovery or trade events, all validated before the first send (SPEC §10).
 
-    personas publish discovered 0xabc… 0xdef…         wallets on the command line
-    personas publish discovered --file wallets.jsonl  proxy_wallet[, discovered_at, source]
-    personas publish trades --file trades.jsonl       trades (SPEC §1), JSONL or CSV
+    publish_file(bootstrap, settings, path, "discovered")   proxy_wallet[, discovered_at, source]
+    publish_file(bootstrap, settings, path, "trades")       trades (SPEC §1), JSONL or CSV
+    publish_wallets(bootstrap, settings, discovery_events(wallets, "cli")[0])
 
-Every line is validated first; if any is bad, the bad lines are reported (line number, field,
-reason), nothing is sent and the exit status is 2: a file is published whole or not at all.
-Then the events are sent keyed by wallet (optionally at most `--rate` per second), with
-progress on stderr and a summary (sent, rejected, msg/s). Files are read twice, not held in memory.
+Every line of a file is validated first; if any is bad, the report lists the bad lines (line
+number, field, reason) and nothing is sent: a file is published whole or not at all. Then the
+events are sent keyed by wallet (optionally at most `rate` per second). Files are read twice,
+not held in memory. `personas publish` (`streams.cli.publish`) is the command line over these.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from agents.core.codec import dumps, invalid_from
+from agents.core.codec import invalid_from
 from agents.core.errors import InvalidMessage
 from agents.core.records import Trade, Wallet, WalletDiscovered, parse_timestamp
 from agents.data.importer import RowError, read_records
-from config.settings import Settings, load_settings
-from streams.broker import broker_for
-from streams.ops.offsets import quiet_clients
+from config.settings import Settings
 from streams.producer import publisher
-from streams.progress import Progress
 from streams.topics import ensure_topics
 
-__all__ = ["DiscoveryLine", "PublishReport", "command_publish", "publish_file", "validate_file"]
-
-SHOWN_ERRORS = 20
+__all__ = [
+    "DiscoveryLine",
+    "PublishReport",
+    "discovery_events",
+    "publish_file",
+    "publish_wallets",
+    "validate_file",
+]
 
 
 def _optional_time(value: Any) -> int | None:
@@ -108,9 +107,13 @@ def _events(path: Path, kind: str, now: int, source: str) -> Iterator[Trade | Wa
 
 async def publish_file(
     bootstrap: str, settings: Settings, path: Path, kind: str, *,
-    source: str = "cli", rate: float | None = None, progress: bool = True,
+    source: str = "cli", rate: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> PublishReport:  # fmt: skip
-    """Validate `path` whole, then send it; nothing is sent when a line is bad."""
+    """Validate `path` whole, then send it; nothing is sent when a line is bad.
+
+    `on_progress(sent, total)` is called as sends complete.
+    """
     topic = settings.topics.trades if kind == "trades" else settings.topics.discovered
     report = PublishReport(topic)
     report.read, errors = validate_file(path, kind)
@@ -119,17 +122,20 @@ async def publish_file(
     if errors or report.read == 0:
         return report
     await ensure_topics(bootstrap, settings)
-    bar = Progress("publishing", report.read, enabled=progress)
+    total = report.read
+    progress = None if on_progress is None else (lambda sent: on_progress(sent, total))
+    started = time.monotonic()
     async with publisher(bootstrap, settings) as pub:
         events = _events(path, kind, int(time.time()), source)
-        report.sent = await pub.send_many(topic, events, rate=rate, on_progress=bar.update)
-    report.seconds = bar.finish(report.sent)
+        report.sent = await pub.send_many(topic, events, rate=rate, on_progress=progress)
+    report.seconds = time.monotonic() - started
     return report
 
 
-async def _publish_wallets(
-    bootstrap: str, settings: Settings, events: list[WalletDiscovered], rate: float | None
+async def publish_wallets(
+    bootstrap: str, settings: Settings, events: list[WalletDiscovered], rate: float | None = None
 ) -> PublishReport:
+    """Send already validated discoveries (see `discovery_events`)."""
     report = PublishReport(settings.topics.discovered, read=len(events))
     await ensure_topics(bootstrap, settings)
     started = time.monotonic()
@@ -139,7 +145,8 @@ async def _publish_wallets(
     return report
 
 
-def _wallet_events(wallets: list[str], source: str) -> tuple[list[WalletDiscovered], list[str]]:
+def discovery_events(wallets: list[str], source: str) -> tuple[list[WalletDiscovered], list[str]]:
+    """Discoveries of `wallets`, stamped now, and an error per bad one (`WALLET n: field: why`)."""
     now, events, errors = int(time.time()), [], []
     for number, wallet in enumerate(wallets, 1):
         try:
@@ -148,54 +155,3 @@ def _wallet_events(wallets: list[str], source: str) -> tuple[list[WalletDiscover
             error = invalid_from(exc)
             errors.append(f"WALLET {number}: {error.field}: {error.reason}")
     return events, errors
-
-
-def command_publish(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    quiet_clients(args.verbose)
-    if args.rate is not None and args.rate <= 0:
-        raise InvalidMessage("--rate", f"must be a positive messages per second (got {args.rate})")
-    if args.kind == "trades" and (args.wallets or args.file is None):
-        raise InvalidMessage("publish trades", "takes --file F (JSONL or CSV), no wallets")
-    if args.kind == "discovered" and bool(args.wallets) == (args.file is not None):
-        raise InvalidMessage("publish discovered", "give wallets or --file F, not both or neither")
-    if args.file is not None and not args.file.is_file():
-        raise InvalidMessage("--file", f"no such file: {args.file}")
-
-    events: list[WalletDiscovered] = []
-    if args.wallets:
-        events, errors = _wallet_events(args.wallets, args.source)
-        if errors:
-            report = PublishReport(settings.topics.discovered, read=len(args.wallets),
-                                   rejected=len(errors), errors=errors)  # fmt: skip
-            return _finish(args, report, None)
-    with broker_for(settings, start_embedded=False) as bootstrap:
-        if args.file is not None:
-            report = asyncio.run(publish_file(
-                bootstrap, settings, args.file, args.kind, source=args.source, rate=args.rate,
-                progress=not args.json,
-            ))  # fmt: skip
-        else:
-            report = asyncio.run(_publish_wallets(bootstrap, settings, events, args.rate))
-    return _finish(args, report, args.file)
-
-
-def _finish(args: argparse.Namespace, report: PublishReport, path: Path | None) -> int:
-    status = 2 if report.rejected or report.read == 0 else 0
-    if args.json:
-        sys.stdout.buffer.write(dumps({**report.as_dict(), "ok": status == 0}) + b"\n")
-        return status
-    prefix = f"{path}:" if path is not None else ""
-    for error in report.errors[:SHOWN_ERRORS]:
-        print(f"{prefix}{error}", file=sys.stderr)
-    if report.rejected > SHOWN_ERRORS:
-        print(f"… and {report.rejected - SHOWN_ERRORS:,} more", file=sys.stderr)
-    if report.rejected:
-        print(f"nothing sent: {report.rejected:,} of {report.read:,} rejected; fix them and "
-              "publish again", file=sys.stderr)  # fmt: skip
-    elif report.read == 0:
-        print(f"nothing sent: {path} has no events", file=sys.stderr)
-    else:
-        print(f"{report.topic}: {report.sent:,} sent, {report.rejected} rejected in "
-              f"{report.seconds:.2f}s ({report.rate:,.0f} msg/s)")  # fmt: skip
-    return status

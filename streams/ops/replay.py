@@ -1,34 +1,31 @@
-"""`personas replay`: move a consumer group's offsets on one topic, for backfills (SPEC §10).
+"""Move a consumer group's offsets on one topic, for backfills (SPEC §10).
 
-Modelled on `kafka-consumer-groups --reset-offsets`: `--dry-run` prints, per partition, the
-committed offset → the target and how many messages the group will read again; without it the
-offsets are committed. A group whose committed offset is missing counts as starting at the log
-start (the worker's `auto_offset_reset` is `earliest`).
+Modelled on `kafka-consumer-groups --reset-offsets`: `plan_replay` computes, per partition, the
+committed offset → the target and how many messages the group will read again (what
+`personas replay --dry-run` prints); `execute_plan` commits the targets. A group whose committed
+offset is missing counts as starting at the log start (the worker's `auto_offset_reset` is
+`earliest`).
 
-Targets (`--to`): `earliest`, `latest`, a time (epoch seconds or ISO-8601 UTC: the first message
-with a timestamp at or after it), `offset:N` (clamped into the log), `shift:N` (committed + N,
-negative to go back, clamped). Replays are idempotent downstream: every write is an upsert.
+Targets (`parse_target`, `--to`): `earliest`, `latest`, a time (epoch seconds or ISO-8601, no
+zone = UTC: the first message with a timestamp at or after it), `offset:N` (clamped into the
+log), `shift:±N` (committed + N, negative to go back, clamped). Replays are idempotent
+downstream: every write is an upsert.
 
 Executing refuses while the group has live members (they would overwrite the new offsets with
-their own commits), unless `--force`. To know who is live, this joins the group — the only way
+their own commits), unless `force`. To know who is live, this joins the group — the only way
 the embedded broker accepts a commit and forgets members that have left — and leaves at once.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 from aiokafka import TopicPartition
 
-from agents.core.codec import dumps
 from agents.core.errors import InvalidMessage, WalletError
 from agents.core.records import parse_timestamp
-from config.settings import Settings, load_settings
-from streams.broker import broker_for
+from config.settings import Settings
 from streams.ops.offsets import (
     LogRange,
     admin_client,
@@ -37,7 +34,6 @@ from streams.ops.offsets import (
     joined_member,
     log_ranges,
     offset_for_time,
-    quiet_clients,
     reader,
     topic_partitions,
 )
@@ -46,7 +42,6 @@ __all__ = [
     "Move",
     "ReplayPlan",
     "Target",
-    "command_replay",
     "execute_plan",
     "parse_target",
     "plan_replay",
@@ -84,7 +79,7 @@ def parse_target(text: str) -> Target:
         seconds = parse_timestamp(raw)
     except ValueError:
         raise InvalidMessage(
-            "--to", f"expected earliest|latest|DATETIME|offset:N|shift:N (got {raw!r})"
+            "--to", f"expected earliest|latest|ISO-8601|epoch|offset:N|shift:±N (got {raw!r})"
         ) from None
     if seconds < 0:
         raise InvalidMessage("--to", f"a time must not be before 1970 (got {raw!r})")
@@ -223,48 +218,3 @@ async def execute_plan(
             f"were not moved (moved: {moved})"
         )
     return moved
-
-
-def _print_plan(plan: ReplayPlan, dry_run: bool) -> None:
-    verb = "would move" if dry_run else "moved"
-    print(f"group {plan.group}  topic {plan.topic}  to {_target_text(plan.target)}  "
-          f"(group state {plan.group_state}, {plan.members_listed} member(s) listed)")  # fmt: skip
-    print(f"  {'PARTITION':>9}  {'COMMITTED':>10}    {'TARGET':>10}  {'RE-READ':>8}  "
-          f"{'SKIPPED':>8}  {'LAG AFTER':>9}")  # fmt: skip
-    for move in plan.moves:
-        committed = "-" if move.committed is None else str(move.committed)
-        print(f"  {move.partition:>9}  {committed:>10} →  {move.target:>10}  {move.reread:>8}  "
-              f"{move.skipped:>8}  {move.lag_after:>9}")  # fmt: skip
-    total = sum(move.reread for move in plan.moves)
-    print(f"{verb} {len(plan.moves)} partition(s); {total:,} message(s) to re-read"
-          + ("  (dry run: nothing changed)" if dry_run else ""))  # fmt: skip
-
-
-def _target_text(target: Target) -> str:
-    if target.kind in ("earliest", "latest"):
-        return target.kind
-    if target.kind == "time":
-        return f"time {target.value // 1000}"
-    return f"{target.kind}:{target.value}"
-
-
-def command_replay(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    quiet_clients(args.verbose)
-    target = parse_target(args.to)
-
-    async def run(bootstrap: str) -> ReplayPlan:
-        plan = await plan_replay(
-            bootstrap, settings, args.group, args.topic, target, args.partition
-        )
-        if not args.dry_run:
-            await execute_plan(bootstrap, settings, plan, force=args.force)
-        return plan
-
-    with broker_for(settings, start_embedded=False) as bootstrap:
-        plan = asyncio.run(run(bootstrap))
-    if args.json:
-        sys.stdout.buffer.write(dumps({**plan.as_dict(), "dry_run": args.dry_run}) + b"\n")
-    else:
-        _print_plan(plan, args.dry_run)
-    return 0

@@ -1,8 +1,11 @@
-"""The file commands end to end: generate → import → classify, and import's bad-row contract."""
+"""The command line: generate → import → classify end to end, import's bad-row contract, help."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -10,6 +13,7 @@ import pytest
 
 from agents.data.generate import DEFAULT_END
 from streams.cli import main
+from streams.cli.parser import COMMANDS, build_parser
 
 WALLET = "0x" + "ab" * 20
 
@@ -132,3 +136,33 @@ def test_read_commands_need_an_existing_database(
     assert code == 1
     assert "no database" in err
     assert not db.exists()
+
+
+def test_every_option_and_positional_has_a_help_line() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help or not action.help.strip()
+    ]
+    assert not missing
+    assert set(commands.choices) == set(COMMANDS)
+
+
+def test_help_loads_neither_the_clients_nor_the_settings() -> None:
+    # `personas --help` must start fast: Faust, aiokafka and pydantic load only to run a command.
+    code = (
+        "import sys\n"
+        "from streams.cli import main\n"
+        "try:\n"
+        "    main(['lag', '--help'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = {'faust', 'aiokafka', 'pydantic', 'config.settings'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--group G" in done.stdout
