@@ -8,14 +8,16 @@ from contextlib import closing
 from typing import Any
 
 from agents.core.errors import InvalidMessage
-from agents.core.explain import ConditionResult, Explanation, explain
+from agents.core.explain import ConditionResult, Explanation, RuleResult, explain
 from agents.core.features import wallet_features
 from agents.store import fills_for_wallet
 from config.settings import Settings, load_settings
 from streams.cli.output import emit_json, open_existing, timestamp_arg, wallet_arg
 from streams.cli.status import EXIT_OK
 
-__all__ = ["command_classify", "command_features", "print_explanation"]
+__all__ = ["command_classify", "command_features", "condition_text", "print_explanation"]
+
+HOLDS, DOES_NOT_HOLD = "holds", "does not hold"
 
 
 def _features_of(settings: Settings, wallet: str, as_of: int, window: int) -> tuple[Any, Any]:
@@ -64,26 +66,44 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _condition_text(condition: ConditionResult) -> str:
+def condition_text(condition: ConditionResult) -> str:
+    """`wallet_age_days = 50 < 45: does not hold`: the comparison, and whether it is true."""
     threshold = (
         condition.threshold_name if condition.threshold is None else _fmt(condition.threshold)
     )
-    mark = "pass" if condition.passed else "fail"
-    return f"{condition.metric} = {_fmt(condition.value)} {condition.op} {threshold}: {mark}"
+    comparison = f"{condition.metric} {condition.op} {threshold}"
+    if condition.value is not None:
+        comparison = f"{condition.metric} = {_fmt(condition.value)} {condition.op} {threshold}"
+    return f"{comparison}: {HOLDS if condition.passed else DOES_NOT_HOLD}"
+
+
+def _rule_outcome(rule: RuleResult, decided_by: str | None, after_decision: bool) -> str:
+    if rule.code == decided_by:
+        return "fires → decides"
+    if not rule.fired:
+        return "does not fire"
+    return "fires (no effect: decided above)" if after_decision else "fires"
 
 
 def print_explanation(wallet: str, as_of: int, explanation: Explanation) -> None:
     """Every rule with its conditions, the traits, and which rule decided the result."""
     result = explanation.classification
+    decided_by = explanation.decided_by
     print(f"{wallet}  as_of {as_of}  rules {result.rules_version}")
+    print("rules in order; a rule fires when all its conditions hold (→ the rule that decided):")
+    after_decision = False
     for rule in explanation.rules:
-        marker = "→" if rule.decided else ("✓" if rule.fired else " ")
-        conditions = "; ".join(_condition_text(c) for c in rule.conditions)
-        print(f" {marker} stage {rule.stage:<4} {rule.code:<22} {conditions}")
+        marker = "→" if rule.code == decided_by else " "
+        outcome = _rule_outcome(rule, decided_by, after_decision)
+        print(f"{marker} stage {rule.stage:<4} {rule.code:<22} {outcome}")
+        for condition in rule.conditions:
+            print(f"      {condition_text(condition)}")
+        after_decision = after_decision or rule.code == decided_by
+    print("traits (recorded when their condition holds and classification reaches stage 2):")
     for trait in explanation.traits:
         recorded = "recorded" if trait.recorded else "not recorded"
-        print(f"   trait {trait.code:<16} {_condition_text(trait.condition)} ({recorded})")
-    print(f"decided by: {explanation.decided_by or '-'}")
+        print(f"  {trait.code:<16} {condition_text(trait.condition)} ({recorded})")
+    print(f"decided by: {decided_by or '- (no rule decided)'}")
     print(
         f"result: {result.status}"
         + (f", persona {result.persona}" if result.persona else "")

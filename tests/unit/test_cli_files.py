@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,39 @@ def test_read_commands_need_an_existing_database(
     assert code == 1
     assert "no database" in err
     assert not db.exists()
+
+
+def test_classify_says_whether_each_condition_holds_and_marks_the_deciding_rule(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One losing round trip 10 days before as_of: too young, and not a sniper (it did not win).
+    path = tmp_path / "trades.jsonl"
+    path.write_bytes(trade(1, side="BUY", price=0.5) + b"\n" + trade(2, side="SELL", price=0.4))
+    assert run(capsys, "import", "trades", str(path))[0] == 0
+    as_of = str(1_700_000_000 + 10 * 86_400 + 60)
+
+    code, out, _ = run(capsys, "classify", WALLET, "--as-of", as_of)
+    assert code == 0
+    lines = out.splitlines()
+    # "…: pass" / "…: fail" read as a verdict on the wallet; a condition holds or does not.
+    assert not [line for line in lines if line.endswith((": pass", ": fail"))]
+    assert re.search(r"^ +wallet_age_days = 10 < 45: holds$", out, re.MULTILINE)
+    assert re.search(r"^ +win_rate = 0 > 0\.85: does not hold$", out, re.MULTILINE)
+    assert re.search(r"^ +proxy_wallet in known_bots: does not hold$", out, re.MULTILINE)
+    marked = [line for line in lines if line.startswith("→")]
+    assert len(marked) == 1
+    assert marked[0].split()[3:] == ["TOO_YOUNG", "fires", "→", "decides"]
+    assert re.search(r"^  stage 1 +SNIPER +does not fire$", out, re.MULTILINE)
+    assert "decided by: TOO_YOUNG" in lines
+    assert "result: excluded, reason TOO_YOUNG" in lines
+
+    # --json keeps its keys: a condition's outcome is still `passed`.
+    code, text, _ = run(capsys, "classify", WALLET, "--as-of", as_of, "--json")
+    explanation = json.loads(text)
+    assert set(explanation) == {"proxy_wallet", "rules", "traits", "decided_by", "classification"}
+    too_young = next(rule for rule in explanation["rules"] if rule["code"] == "TOO_YOUNG")
+    assert (too_young["fired"], too_young["decided"]) == (True, True)
+    assert too_young["conditions"][0]["passed"] is True
 
 
 def test_every_option_and_positional_has_a_help_line() -> None:
