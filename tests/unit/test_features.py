@@ -6,6 +6,7 @@ import statistics
 import pytest
 
 from agents.core.features import (
+    DAY,
     Fill,
     LifetimeStats,
     WindowFeatures,
@@ -15,7 +16,6 @@ from agents.core.features import (
     window_features,
 )
 
-DAY = 86_400
 AS_OF = 10 * DAY
 
 
