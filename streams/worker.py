@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from contextlib import closing
@@ -13,6 +14,7 @@ from typing import Any
 
 import faust
 
+from agents.core.errors import WalletError
 from agents.store import connect, migrate
 from config.settings import Settings, load_settings
 from streams.app import build_app
@@ -37,6 +39,8 @@ class Worker(faust.Worker):
 
     def __init__(self, app: faust.App, shutdown_timeout: float, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+        # Faust's startup spinner writes terminal escapes even into a log file; logs say enough.
+        self.spinner = None
         self._deadline_s = shutdown_timeout
         self._deadline: threading.Timer | None = None
 
@@ -72,8 +76,26 @@ def prepare(settings: Settings, bootstrap: str) -> None:
         migrate(conn)
 
 
+def check_web_port(settings: Settings) -> None:
+    """Fail in one line, naming the setting, when /metrics cannot get its port."""
+    host, port = settings.worker.web_host, settings.worker.web_port
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise WalletError(
+                f"cannot serve /metrics and /health on {host}:{port}: {exc.strerror} (another "
+                "worker on this host?); give this one another worker.web_port, e.g. "
+                "PERSONAS_WORKER__WEB_PORT=6067"
+            ) from None
+
+
 def run_worker(settings: Settings, *, rebuild: bool = True) -> int:
     """Run the worker until SIGTERM/SIGINT; return its exit status."""
+    check_web_port(settings)
     with broker_for(settings) as bootstrap:
         prepare(settings, bootstrap)
         # asyncio.run() above closed its loop; Faust wants a current one.

@@ -71,7 +71,10 @@ def test_topics_outlive_a_worker_and_sigterm_stops_the_broker(
             publish_discoveries(bootstrap, settings, [discovery(WALLET, 1_767_225_600, "test")])
         )
         assert sent == 1
+        # The end of Faust's startup, where its spinner wrote a terminal escape into the log.
+        wait_until(lambda: "Ready" in worker.log() or "\x1b[" in worker.log(), 60, "startup")
     assert "embedded broker listening" not in worker.log()
+    assert "\x1b[" not in worker.log()  # no terminal escapes in a log file
 
     # The worker is gone; the broker and its topics are not.
     assert settings.topics.discovered in asyncio.run(topics(bootstrap))

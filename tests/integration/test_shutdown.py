@@ -4,7 +4,11 @@ and repeated SIGTERM/restart cycles lose nothing and double nothing (issue 7: gr
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -113,3 +117,23 @@ def test_sigterm_while_starting_exits_0(
     worker = WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log").start()
     time.sleep(after_s)
     assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def test_a_taken_web_port_is_one_line_naming_the_setting(isolated_env: dict[str, str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PERSONAS_")},
+            **isolated_env,
+            "PERSONAS_WORKER__WEB_PORT": str(port),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "run"], env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "worker.web_port" in lines[0] and str(port) in lines[0]
