@@ -1,14 +1,18 @@
-"""The demo's stage timing and the progress lines, as pure functions (no broker, no clock)."""
+"""The demo: its stage timing and progress lines as pure functions, and its own groups/broker."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from config.settings import load_settings
+from streams.broker import broker_for, find_running_broker
 from streams.cli.demo import format_summary
-from streams.demo import StageTiming
+from streams.demo import StageTiming, demo_settings
+from streams.demo.pipeline import _demo_broker
 from streams.progress import (
     CLEAR_TO_END,
     LOG_EVERY_S,
@@ -20,6 +24,7 @@ from streams.progress import (
     rate_and_eta,
     render,
 )
+from streams.topics import worker_groups
 
 # --------------------------------------------------------------------------------------------
 # Stage timing: first publish → last committed row
@@ -200,3 +205,28 @@ def test_progress_disabled_prints_nothing() -> None:
     progress.update(5)
     assert progress.finish(10) == 0.0
     assert stream.getvalue() == ""
+
+
+def test_the_demo_has_groups_of_its_own(tmp_path: Path) -> None:
+    settings = load_settings(env={"PERSONAS_DB": str(tmp_path / "p.db")})
+    demo = demo_settings(settings)
+    assert set(worker_groups(demo)).isdisjoint(worker_groups(settings))
+    assert demo.topics.prefix == settings.topics.prefix  # its own broker: the usual names
+
+
+def test_on_a_shared_broker_the_demo_has_topics_of_its_own(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={"PERSONAS_DB": str(tmp_path / "p.db"), "PERSONAS_BROKER": "kafka-1:9092"}
+    )
+    demo = demo_settings(settings)
+    assert demo.topics.trades != settings.topics.trades
+    assert demo.topics.trades.startswith("demo-")
+
+
+def test_the_demo_never_takes_over_the_run_file(tmp_path: Path) -> None:
+    settings = load_settings(env={"PERSONAS_DB": str(tmp_path / "p.db")})
+    with broker_for(settings) as theirs:  # a `personas broker` or worker already running
+        with _demo_broker(settings, tmp_path / "demo-broker.log") as ours:
+            assert ours != theirs
+            assert find_running_broker(settings) == theirs
+        assert find_running_broker(settings) == theirs

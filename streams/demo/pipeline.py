@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -23,8 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +32,12 @@ from typing import Any
 
 from agents.core.errors import WalletError
 from agents.core.features import feature_date
-from agents.core.records import Market, Trade, WalletDiscovered
-from agents.data.generate import Dataset, GenerateOptions, generate
-from agents.store import connect, insert_markets
+from agents.core.records import Trade, WalletDiscovered
+from agents.data.generate import GenerateOptions, generate
+from agents.store import connect
 from config.settings import Settings
-from streams.broker import broker_for, free_port, started_brokers
+from streams.broker import EmbeddedBroker, free_port
+from streams.demo.summary import accounted, count, last_accounted_at, stage_data, summarise
 from streams.ops.offsets import admin_client, describe_group
 from streams.producer import publisher
 from streams.progress import Progress, format_duration
@@ -47,6 +48,8 @@ __all__ = ["StageTiming", "run_demo", "say"]
 
 # Each poll counts the demo's rows (~20 ms for 300k trades): often enough for a live line and
 # a precise end, rarely enough to leave the worker its CPU.
+#: Prepended to the topic names when the demo runs on a configured broker, shared with others.
+DEMO_TOPIC_PREFIX = "demo-"
 POLL_S = 0.25
 STALL_TIMEOUT_S = 60.0
 WORKER_START_TIMEOUT_S = 60.0
@@ -213,6 +216,8 @@ def _start_worker(
     env.update({
         "PERSONAS_BROKER": bootstrap,
         "PERSONAS_DB": str(settings.database.path),
+        "PERSONAS_WORKER__APP_ID": json.dumps(settings.worker.app_id),
+        "PERSONAS_TOPICS__PREFIX": json.dumps(settings.topics.prefix),
         "PERSONAS_WORKER__WEB_PORT": str(free_port()),
     })  # fmt: skip
     command = [sys.executable, "-m", "streams.cli", "run", "--no-rebuild"]
@@ -250,12 +255,12 @@ def _run_stages(
               f"{WORKER_START_TIMEOUT_S:.0f}s; the ingest time includes its start",
               file=sys.stderr)  # fmt: skip
     topics, conn = run.settings.topics, run.conn
-    ingest = _stage(run, "ingest", "stored", topics.trades, trades, lambda: _count(
+    ingest = _stage(run, "ingest", "stored", topics.trades, trades, lambda: count(
         conn, "SELECT COUNT(*) FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
     ))  # fmt: skip
     on_demand = _stage(
         run, "on-demand", "done", topics.discovered, discoveries,
-        lambda: _accounted(conn, since, date), lambda start: _last_accounted_at(conn, start, date),
+        lambda: accounted(conn, since, date), lambda start: last_accounted_at(conn, start, date),
     )  # fmt: skip
     return {
         "worker_start_s": round(worker_start_s, 2),
@@ -264,6 +269,35 @@ def _run_stages(
         "classify_s": round(on_demand.seconds, 2), "discoveries_per_s": on_demand.per_second,
         "discoveries_publish_s": round(on_demand.publish_seconds, 2),
     }  # fmt: skip
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's own consumer groups, and on a configured (shared) broker its own topics too:
+    it never joins a running worker's groups or publishes into its topics."""
+    update: dict[str, Any] = {
+        "worker": settings.worker.model_copy(update={"app_id": settings.worker.app_id + "-demo"})
+    }
+    if settings.broker.bootstrap:
+        prefix = DEMO_TOPIC_PREFIX + settings.topics.prefix
+        update["topics"] = settings.topics.model_copy(update={"prefix": prefix})
+    return settings.model_copy(update=update)
+
+
+@contextlib.contextmanager
+def _demo_broker(settings: Settings, log_path: Path | None) -> Iterator[str]:
+    """The configured broker, else an embedded one of the demo's own.
+
+    Not the one in the run file (a `personas broker` or a worker's): the demo would share it
+    with whatever else runs. Nor is its own recorded there: other commands keep finding theirs.
+    """
+    if log_path is None:
+        yield ",".join(settings.broker.bootstrap)
+        return
+    broker = EmbeddedBroker(log_path=log_path)
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
 
 
 def run_demo(
@@ -281,16 +315,17 @@ def run_demo(
     ]
     generate_s = time.monotonic() - started
     say(f"generated {len(trades):,} trades in {format_duration(generate_s)}", quiet)
+    settings = demo_settings(settings)
     date, data_dir = feature_date(options.end), settings.database.path.parent
     log_path = data_dir / "demo-worker.log"
-    with broker_for(settings) as bootstrap:
-        # The path broker_for gives an embedded broker's log (its own INFO line is not shown).
-        broker_log = data_dir / "broker.log" if started_brokers() else None
+    broker_log = None if settings.broker.bootstrap else data_dir / "demo-broker.log"
+    with _demo_broker(settings, broker_log) as bootstrap:
         say(f"broker {bootstrap}" + (f", embedded (log {broker_log})" if broker_log else ""),
             quiet)  # fmt: skip
         prepare(settings, bootstrap)
         with closing(connect(settings.database.path)) as conn:
-            _stage_data(conn, dataset, quiet)
+            if deleted := stage_data(conn, dataset):
+                say(f"deleted the {deleted:,} trades of an earlier demo run", quiet)
             demo_start = time.time()
             say(f"starting the worker (log {log_path})", quiet)
             worker = _start_worker(settings, bootstrap, config, log_path)
@@ -299,84 +334,10 @@ def run_demo(
                 times = _run_stages(run, trades, discoveries, date, demo_start)
             finally:
                 _stop_worker(run)
-            summary = _summary(conn, dataset, date, demo_start)
+            summary = summarise(conn, dataset, date, demo_start)
     return summary | times | {
         "wallets": len(dataset.wallets), "trades": len(trades),
         "generate_s": round(generate_s, 2), "elapsed_s": round(time.monotonic() - started, 2),
         "database": str(settings.database.path), "worker_log": str(log_path),
         "broker": bootstrap, "broker_log": str(broker_log) if broker_log else None,
-    }  # fmt: skip
-
-
-def _count(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
-    return int(conn.execute(sql, params).fetchone()[0])
-
-
-def _stage_data(conn: sqlite3.Connection, dataset: Dataset, quiet: bool) -> None:
-    """Markets in; the demo's wallets in temp.demo; their trades from an earlier run out."""
-    insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS demo (proxy_wallet TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.demo")
-    conn.executemany("INSERT INTO temp.demo VALUES (?)", ((w,) for w in dataset.wallets))
-    # Stored again from the topic: else INSERT OR IGNORE keeps the old rows and the count of
-    # stored trades is complete before anything is consumed.
-    earlier = "FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
-    if (old := _count(conn, f"SELECT COUNT(*) {earlier}")) > 0:
-        say(f"deleting the {old:,} trades of an earlier demo run", quiet)
-        conn.execute(f"DELETE {earlier}")
-
-
-_ACCOUNTED = """
-    FROM wallets AS w JOIN temp.demo USING (proxy_wallet)
-    LEFT JOIN wallet_classifications AS c
-           ON c.proxy_wallet = w.proxy_wallet AND c.feature_date = ?
-    WHERE w.on_demand_at >= ?
-      AND (w.on_demand_status = 'insufficient' OR c.classified_at >= ?)"""
-
-
-def _accounted(conn: sqlite3.Connection, since: float, date: str) -> int:
-    """Demo wallets whose discovery finished: insufficient, or classified."""
-    return _count(conn, "SELECT COUNT(*)" + _ACCOUNTED, date, since, since)
-
-
-def _last_accounted_at(conn: sqlite3.Connection, since: float, date: str) -> float | None:
-    """When the last of them was committed: the store keeps that time for discoveries."""
-    row = conn.execute(
-        "SELECT MAX(MAX(w.on_demand_at, COALESCE(c.classified_at, 0)))" + _ACCOUNTED,
-        (date, since, since),
-    ).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
-
-
-def _summary(conn: sqlite3.Connection, dataset: Dataset, date: str, since: float) -> dict[str, Any]:
-    rows = conn.execute(
-        """
-        SELECT c.proxy_wallet, c.status, c.persona, c.reason FROM wallet_classifications AS c
-        JOIN temp.demo USING (proxy_wallet) WHERE c.feature_date = ?""",
-        (date,),
-    ).fetchall()
-    by_wallet = {wallet: (status, persona, reason) for wallet, status, persona, reason in rows}
-    outcomes = dict(
-        conn.execute(
-            """
-        SELECT on_demand_status, COUNT(*) FROM wallets JOIN temp.demo USING (proxy_wallet)
-        WHERE on_demand_at >= ? GROUP BY on_demand_status""",
-            (since,),
-        ).fetchall()
-    )
-    # Planted wallets with too few settled trades get no on-demand row: the rebuild has them.
-    classified = [label for label in dataset.labels if label.proxy_wallet in by_wallet]
-    reproduced = sum(
-        by_wallet[label.proxy_wallet] == (label.status, label.persona, label.reason)
-        for label in classified
-    )
-    return {
-        "by_status": dict(Counter(status for status, _, _ in by_wallet.values()).most_common()),
-        "by_persona": dict(Counter(p for s, p, _ in by_wallet.values() if p).most_common()),
-        "by_reason": dict(Counter(r for _, _, r in by_wallet.values() if r).most_common()),
-        "on_demand": {"success": outcomes.get("success", 0),
-                      "insufficient": outcomes.get("insufficient", 0)},
-        "planted_labels_reproduced": f"{reproduced}/{len(classified)}",
-        "planted_left_to_rebuild": len(dataset.labels) - len(classified),
-        "feature_date": date,
     }  # fmt: skip
