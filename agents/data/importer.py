@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,10 +54,20 @@ class ImportReport:
         }  # fmt: skip
 
 
-def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(handle: Any, columns: Collection[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(handle)
+    _check_header(reader.fieldnames or [], columns)
     for row in reader:
         yield reader.line_num, row
+
+
+def _check_header(header: Sequence[str], columns: Collection[str]) -> None:
+    """A header typo fails the file at once, naming the column, not as a missing field per row."""
+    for name in header:
+        if name not in columns:
+            close = difflib.get_close_matches(name, list(columns), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; columns: {', '.join(columns)}"
+            raise InvalidMessage("<header>", f"unknown column {name!r} on line 1{hint}")
 
 
 def _coerce_csv(row: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +100,7 @@ def read_records(
     with path.open(newline="" if is_csv else None, encoding="utf-8", errors="replace") as handle:
         rows: Iterator[tuple[int, Any]]
         if is_csv:
-            rows = _csv_rows(handle)
+            rows = _csv_rows(handle, model.model_fields)
         else:
             rows = ((number, text) for number, text in enumerate(handle, 1) if text.strip())
         parse: Callable[[Any], dict[str, Any]] = _coerce_csv if is_csv else _parse_json_line

@@ -14,7 +14,7 @@ from agents.data.generate import DEFAULT_END, GenerateOptions, generate, write_d
 from agents.data.importer import ImportReport, import_markets, import_trades
 from agents.store import connect, migrate
 from config.settings import load_settings
-from streams.cli.output import emit_json, timestamp_arg
+from streams.cli.output import emit_json, input_file, timestamp_arg
 from streams.cli.status import EXIT_OK, EXIT_USAGE
 from streams.progress import Progress
 
@@ -62,9 +62,9 @@ def _print_report(kind: str, report: ImportReport, seconds: float) -> None:
 def command_import(args: argparse.Namespace) -> int:
     """Load the markets, then the trades; exit 2 when any row was rejected (the rest is kept)."""
     settings = load_settings(args.config)
-    for path in filter(None, (args.file, args.markets)):
-        if not path.is_file():
-            raise InvalidMessage("FILE", f"no such file: {path}")
+    input_file(args.file, "FILE")
+    if args.markets is not None:
+        input_file(args.markets, "--markets")
     reports: dict[str, Any] = {}
     with closing(connect(settings.database.path, settings.database.busy_timeout_ms)) as conn:
         migrate(conn)

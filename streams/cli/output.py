@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from agents.core.codec import dumps
@@ -16,6 +18,7 @@ from config.settings import Settings
 
 __all__ = [
     "emit_json",
+    "input_file",
     "open_existing",
     "print_table",
     "timestamp_arg",
@@ -76,3 +79,14 @@ def open_existing(settings: Settings) -> sqlite3.Connection:
     conn = connect(path, settings.database.busy_timeout_ms)
     migrate(conn)
     return conn
+
+
+def input_file(path: Path, name: str) -> Path:
+    """A file to read, given as `name`; bad input exits 2 saying what is wrong with it."""
+    if path.is_dir():
+        raise InvalidMessage(name, f"{path} is a directory; give a JSONL or CSV file")
+    if not path.exists():
+        raise InvalidMessage(name, f"no such file: {path}")
+    if not os.access(path, os.R_OK):
+        raise InvalidMessage(name, f"{path} is not readable")
+    return path

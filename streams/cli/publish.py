@@ -16,7 +16,7 @@ from agents.core.errors import InvalidMessage
 from agents.core.records import WalletDiscovered
 from config.settings import load_settings
 from streams.broker import broker_for
-from streams.cli.output import emit_json
+from streams.cli.output import emit_json, input_file
 from streams.cli.status import EXIT_OK, EXIT_USAGE
 from streams.ops.offsets import quiet_clients
 from streams.ops.publish import PublishReport, discovery_events, publish_file, publish_wallets
@@ -34,8 +34,8 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise InvalidMessage("publish trades", "takes --file F (JSONL or CSV), no wallets")
     if args.kind == "discovered" and bool(args.wallets) == (args.file is not None):
         raise InvalidMessage("publish discovered", "give wallets or --file F, not both or neither")
-    if args.file is not None and not args.file.is_file():
-        raise InvalidMessage("--file", f"no such file: {args.file}")
+    if args.file is not None:
+        input_file(args.file, "--file")
 
 
 def command_publish(args: argparse.Namespace) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from contextlib import closing
+from datetime import UTC, datetime
 from typing import Any
 
-from agents.core.errors import InvalidMessage
+from agents.core.errors import InvalidMessage, WalletError
 from agents.core.explain import ConditionResult, Explanation, RuleResult, explain
 from agents.core.features import wallet_features
 from agents.store import fills_for_wallet
@@ -23,6 +24,12 @@ HOLDS, DOES_NOT_HOLD = "holds", "does not hold"
 def _features_of(settings: Settings, wallet: str, as_of: int, window: int) -> tuple[Any, Any]:
     with closing(open_existing(settings)) as conn:
         fills = fills_for_wallet(conn, wallet, as_of)
+    if not fills:
+        # Features of no trades would classify as TOO_YOUNG, as if the wallet had been seen.
+        when = datetime.fromtimestamp(as_of, UTC).isoformat()
+        raise WalletError(
+            f"no trades of {wallet} up to {when} in {settings.database.path}: nothing to compute"
+        )
     windows, lifetime = wallet_features(fills, as_of, (window,))
     return windows[window], lifetime
 

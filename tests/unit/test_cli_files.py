@@ -119,6 +119,8 @@ def test_import_csv_converts_numbers_and_names_the_field(
         (["features", WALLET, "--as-of", "someday"], "--as-of"),
         (["features", WALLET, "--window", "0"], "--window"),
         (["import", "trades", "/no/such/file.jsonl"], "no such file"),
+        (["import", "trades", "/tmp"], "FILE: /tmp is a directory"),
+        (["publish", "discovered", "--file", "/tmp"], "--file: /tmp is a directory"),
         (["generate", "--wallets", "5", "--days", "3", "--out", "x.jsonl"], "days"),
     ],
 )
@@ -128,6 +130,35 @@ def test_bad_usage_exits_2_with_a_clear_message(
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert needle in err
+
+
+def test_a_csv_header_typo_names_the_unknown_column(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        "trade_id,proxy_walet,condition_id,side,size,price,timestamp\n"
+        f"c1,{WALLET},m1,BUY,3,0.25,1700000000\n"
+    )
+    code, _, err = run(capsys, "import", "trades", str(path))
+    assert code == 2
+    assert "unknown column 'proxy_walet' on line 1; did you mean 'proxy_wallet'?" in err
+
+
+@pytest.mark.parametrize("command", ["classify", "features"])
+def test_a_wallet_with_no_trades_is_not_classified_as_if_seen(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    path = tmp_path / "trades.jsonl"
+    other = "0x" + "cd" * 20
+    path.write_text(
+        json.dumps({"trade_id": "t1", "proxy_wallet": other, "condition_id": "m1",
+                    "side": "BUY", "size": 1.0, "price": 0.5, "timestamp": 1700000000}) + "\n"
+    )  # fmt: skip
+    assert run(capsys, "import", "trades", str(path))[0] == 0
+    code, out, err = run(capsys, command, WALLET)
+    assert code == 1
+    assert f"no trades of {WALLET}" in err and "TOO_YOUNG" not in out
 
 
 def test_read_commands_need_an_existing_database(
