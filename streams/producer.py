@@ -38,7 +38,7 @@ class Publisher:
     async def send_many(
         self,
         topic: str,
-        records: Iterable[Trade | WalletDiscovered],
+        records: Iterable[Keyed],
         *,
         rate: float | None = None,
         on_progress: Callable[[int], None] | None = None,

@@ -162,3 +162,24 @@ def test_command_without_a_broker_fails_before_computing(db: Path, tmp_path: Pat
     with pytest.raises(BrokerError):
         command_rebuild(args(db, tmp_path))
     assert stored(db) == {}
+
+
+def test_a_rebuild_in_the_future_warns_that_it_finds_nothing(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    future = args(db, tmp_path, "no_publish")
+    future.as_of = "2099-01-01"
+    assert command_rebuild(future) == 0
+    out, err = capsys.readouterr()
+    assert orjson.loads(out)["wallets"] == 0
+    assert "--as-of 2099-01-01T00:00:00+00:00 is in the future" in err
+    assert "no wallet has a trade in the 90 days up to 2099-01-01" in err
+
+
+def test_the_summary_says_whose_the_rebuild_metrics_are(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = args(db, tmp_path, "no_publish")
+    text.json = False
+    assert command_rebuild(text) == 0
+    assert "personas_rebuild_* metrics describe its own daily rebuild" in capsys.readouterr().out
