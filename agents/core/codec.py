@@ -61,7 +61,8 @@ def invalid_from(exc: ValidationError) -> InvalidMessage:
     """The first pydantic error as an InvalidMessage that names field and value."""
     first = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"]) or "<value>"
-    message = first["msg"]
+    # A validator's own ValueError reads "Value error, <why>": the why is the message.
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] != "missing":
         message = f"{message} (got {_preview(first.get('input'))})"
     return InvalidMessage(field, message)

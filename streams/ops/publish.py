@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from agents.core.codec import invalid_from
 from agents.core.errors import InvalidMessage
-from agents.core.records import Trade, Wallet, WalletDiscovered, parse_timestamp
+from agents.core.records import Trade, Wallet, WalletDiscovered, check_not_future, parse_timestamp
 from agents.data.importer import RowError, read_records
 from config.settings import Settings
 from streams.producer import publisher
@@ -45,6 +45,10 @@ def _optional_time(value: Any) -> int | None:
     seconds = parse_timestamp(value)
     if seconds < 0:
         raise ValueError("must not be before 1970")
+    try:
+        check_not_future("discovered_at", seconds, time.time())
+    except InvalidMessage as exc:  # the agent would dead-letter it: refuse it before sending
+        raise ValueError(exc.reason) from None
     return seconds
 
 

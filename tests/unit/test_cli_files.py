@@ -231,3 +231,14 @@ def test_help_loads_neither_the_clients_nor_the_settings() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "--group G" in done.stdout
+
+
+def test_publish_refuses_a_discovery_from_the_future_before_sending(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSONAS_BROKER", "127.0.0.1:9")  # never reached: nothing is sent
+    path = tmp_path / "found.jsonl"
+    path.write_text(json.dumps({"proxy_wallet": WALLET, "discovered_at": "2099-01-01"}) + "\n")
+    code, _, err = run(capsys, "publish", "discovered", "--file", str(path))
+    assert code == 2
+    assert "discovered_at: 2099-01-01T00:00:00+00:00 is in the future" in err
