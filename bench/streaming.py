@@ -362,14 +362,14 @@ def ingest_benchmark(context: Context) -> list[Measurement]:
                 worker.stop()
             (first_at, first_n) = first[0]
             steady_s = finished - first_at
-            stored = metric_sum(samples, "personas_trades_ingested_total")
+            ingested = metric_sum(samples, "personas_trades_ingested_total")
             out.append(Measurement(
                 "trades topic → SQLite", steady_s, published - first_n, unit="trades",
                 peak_rss_mb=worker.peak_rss_mb, baseline="personas import (JSONL file)",
                 note=(f"first to last stored; incl. worker start {finished - started:.1f}s; "
                       f"pre-published at {published / publish_s:,.0f}/s; target ≥ 20,000/s"),
                 extra={"published": published, "publish_s": publish_s,
-                       "with_startup_s": finished - started, "ingested_metric": stored},
+                       "with_startup_s": finished - started, "ingested_metric": ingested},
             ))  # fmt: skip
     if total < data.trades:
         for m in out:

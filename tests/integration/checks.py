@@ -58,6 +58,11 @@ def count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
     return int(conn.execute(sql, params).fetchone()[0])
 
 
+def grew(conn: sqlite3.Connection, sql: str, before: int) -> bool:
+    """Whether the count `sql` returns is now above `before` (for polling)."""
+    return count(conn, sql) > before
+
+
 def wait_until_classified(conn: sqlite3.Connection, discoveries: int, timeout: float = 60) -> None:
     """Wait until every discovery was handled and every on-demand success has its classification."""
     wait_until(lambda: count(conn, HANDLED) == discoveries, timeout, "every discovery handled")

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from config.settings import Settings
 from streams.ops.dlq import list_dead_letters
 from streams.topics import dlq_name
 from tests.conftest import wait_until
-from tests.integration.checks import count, prepare_scenario, wait_until_classified
+from tests.integration.checks import count, grew, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish, publish_raw, read_topic
 from tests.integration.worker import WorkerProcess
 
@@ -270,7 +271,7 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
             publish(bootstrap, settings, topics.trades, chunk[: len(chunk) // 2])
             publish_raw(bootstrap, settings, topics.trades, [payload for payload, _ in bad])
             publish(bootstrap, settings, topics.trades, chunk[len(chunk) // 2 :])
-            harness.kill_soon(lambda b=before: count(conn, "SELECT COUNT(*) FROM trades") > b)
+            harness.kill_soon(partial(grew, conn, "SELECT COUNT(*) FROM trades", before))
 
         harness.start()
         wait_until(lambda: count(conn, "SELECT COUNT(*) FROM trades") == len(trades), 90,
@@ -279,16 +280,16 @@ def test_kill9_at_random_moments_loses_nothing_doubles_nothing(
         # Phase 2: discoveries (each wallet twice: a replay must not double anything) and bad ones.
         per_kill = [discoveries[i::discovery_kills] for i in range(discovery_kills)]
         done = "SELECT COUNT(*) FROM wallets WHERE on_demand_at IS NOT NULL"
-        for n, chunk in enumerate(per_kill):
+        for n, found in enumerate(per_kill):
             if n:
                 harness.start()
             bad = bad_discoveries(f"d{n}", 3)
             sent_bad_discoveries += bad
             before = count(conn, done)
-            publish(bootstrap, settings, topics.discovered, chunk)
+            publish(bootstrap, settings, topics.discovered, found)
             publish_raw(bootstrap, settings, topics.discovered, [payload for payload, _ in bad])
-            publish(bootstrap, settings, topics.discovered, chunk)
-            harness.kill_soon(lambda b=before: count(conn, done) > b)
+            publish(bootstrap, settings, topics.discovered, found)
+            harness.kill_soon(partial(grew, conn, done, before))
 
         # Drain: one last worker runs until everything is done, then stops cleanly.
         harness.start().wait_ready()

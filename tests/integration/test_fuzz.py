@@ -127,7 +127,8 @@ def _name_field(payload: bytes, field: str) -> str:
     if field == "<dropped>":
         return "<resolve-missing>"
     if field == "<extra>":
-        return next(k for k in orjson.loads(payload) if k.startswith("extra_"))
+        keys: list[str] = list(orjson.loads(payload))
+        return next(k for k in keys if k.startswith("extra_"))
     if len(payload) > MAX_MESSAGE_BYTES:
         return "<value>"
     return field
@@ -178,11 +179,13 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_the_valid_ones_pr
     # Valid trades first (a discovery computed before its trades arrive would see fewer), each
     # stream shuffled with its bad messages; bad keys spread over every partition.
     first: list[tuple[str, bytes | None, bytes]] = [
-        (topics.trades, t.proxy_wallet.encode(), encode(t)) for t in trades
-    ] + [(topics.trades, f"k{i}".encode(), p) for i, (p, _) in enumerate(bad_trades)]
+        *((topics.trades, t.proxy_wallet.encode(), encode(t)) for t in trades),
+        *((topics.trades, f"k{i}".encode(), p) for i, (p, _) in enumerate(bad_trades)),
+    ]
     second: list[tuple[str, bytes | None, bytes]] = [
-        (topics.discovered, d.proxy_wallet.encode(), encode(d)) for d in discoveries
-    ] + [(topics.discovered, f"k{i}".encode(), p) for i, (p, _) in enumerate(bad_discoveries)]
+        *((topics.discovered, d.proxy_wallet.encode(), encode(d)) for d in discoveries),
+        *((topics.discovered, f"k{i}".encode(), p) for i, (p, _) in enumerate(bad_discoveries)),
+    ]
     rng.shuffle(first)
     rng.shuffle(second)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from config.settings import Settings
 from streams.ops.offsets import committed_offsets
 from streams.topics import stage_group
 from tests.conftest import wait_until
-from tests.integration.checks import count, prepare_scenario, wait_until_classified
+from tests.integration.checks import count, grew, prepare_scenario, wait_until_classified
 from tests.integration.kafka import publish
 from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
@@ -65,8 +66,7 @@ def test_sigterm_under_load_commits_what_it_stored_and_exits_in_time(
             worker = WorkerProcess(isolated_env, bootstrap, log).start()
             before = count(conn, stored_sql)
             publish(bootstrap, settings, topics.trades, chunk)
-            wait_until(lambda b=before: count(conn, stored_sql) > b, 30, "ingest under way",
-                       poll=0.01)  # fmt: skip
+            wait_until(partial(grew, conn, stored_sql, before), 30, "ingest under way", poll=0.01)
             time.sleep(rng.uniform(0.0, 0.3))
             started = time.monotonic()
             status = worker.stop(timeout=deadline + 10)

@@ -201,7 +201,7 @@ def test_drawdown_and_sharpe(pnls: list[float], drawdown: float, sharpe: float) 
 def test_rates_use_window_length() -> None:
     fs = [fill(str(i), "m", "BUY", 1.0, 0.5, AS_OF - i) for i in range(60)]
     w = window_features(fs, AS_OF, 30)
-    assert (w.trades_per_week, w.trades_per_day) == (pytest.approx(14.0), pytest.approx(2.0))
+    assert [w.trades_per_week, w.trades_per_day] == pytest.approx([14.0, 2.0])
 
 
 def test_lifetime_empty() -> None:

@@ -26,7 +26,7 @@ def test_defaults_match_the_spec() -> None:
 def test_settings_are_frozen() -> None:
     settings = load_settings(env={})
     with pytest.raises(ValidationError):
-        settings.features.concurrency = 3  # type: ignore[misc]
+        settings.features.concurrency = 3
 
 
 def test_precedence_env_over_file_over_default(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.core.settlement import RoundTrip, settle
+from agents.core.settlement import settle
 
 
 def test_partial_fills_consume_lots_front_first() -> None:
@@ -12,10 +12,11 @@ def test_partial_fills_consume_lots_front_first() -> None:
         ("m", "SELL", 15.0, 0.60, 300),
     ]
     result = settle(rows)
-    assert result.round_trips == [
-        RoundTrip("m", 300, pytest.approx(2.0), 200),  # (0.6-0.4)*10
-        RoundTrip("m", 300, pytest.approx(0.5), 100),  # (0.6-0.5)*5
+    assert [(t.condition_id, t.sell_ts, t.hold_seconds) for t in result.round_trips] == [
+        ("m", 300, 200),
+        ("m", 300, 100),
     ]
+    assert [t.pnl for t in result.round_trips] == pytest.approx([2.0, 0.5])  # (0.6-0.4)*10, …
     assert result.open_markets == frozenset({"m"})  # 5 shares of the second lot remain
 
 
