@@ -81,3 +81,17 @@ def test_bad_config_exits_2_with_the_key(
 def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["features", "0x" + "a" * 40, "--config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml" in capsys.readouterr().err
+
+
+def test_one_settled_trades_gate_for_the_feature_agent_and_the_rules() -> None:
+    settings = load_settings(env={"PERSONAS_FEATURES__MIN_SETTLED_TRADES": "7"})
+    assert settings.features.min_settled_trades == settings.rules.min_settled_trades == 7
+
+
+def test_the_rules_copy_of_the_gate_cannot_be_set_on_its_own(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rules.min_settled_trades is set by features"):
+        load_settings(env={"PERSONAS_RULES__MIN_SETTLED_TRADES": "3"})
+    config = tmp_path / "c.toml"
+    config.write_text("[rules]\nmin_settled_trades = 3\n")
+    with pytest.raises(ConfigError, match="features.min_settled_trades"):
+        load_settings(config)
