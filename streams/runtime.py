@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import ProducerT
 
 from agents.compute.feature_pool import FeaturePool
-from agents.context import AgentContext
+from agents.context import AgentContext, Headers
 from agents.retry import Retry
 from agents.store import Store
 from config.settings import Settings
@@ -39,8 +39,11 @@ class ProducerSender:
 
     producer: ProducerT
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
-        return await self.producer.send(topic, key, value, None, None, None)
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> Awaitable[Any]:
+        # Faust's order: topic, key, value, partition, timestamp, headers.
+        return await self.producer.send(topic, key, value, None, None, list(headers or ()) or None)
 
 
 @dataclass

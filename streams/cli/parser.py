@@ -235,9 +235,14 @@ def _lag(parser: argparse.ArgumentParser) -> None:
 
 def _dlq(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "action", choices=["list", "redrive"], metavar="list|redrive",
-        help="list: count dead letters by reason; redrive: send them back to their source "
-        "topic, once (after a fix)",
+        "action", choices=["list", "redrive", "show"], metavar="list|redrive|show",
+        help="list: dead-lettered messages by reason, with examples; redrive: send them back "
+        "to their source topic, once (after a fix); show ADDRESS: one letter in full",
+    )  # fmt: skip
+    parser.add_argument(
+        "address", nargs="?", metavar="ADDRESS",
+        help="show only: a source message topic:partition:offset, as `list` prints it (its "
+        "newest letter), or a letter's own T.dlq:partition:offset",
     )  # fmt: skip
     parser.add_argument(
         "--topic", metavar="T",
@@ -246,6 +251,10 @@ def _dlq(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reason", metavar="R",
         help="only dead letters whose reason contains R, ignoring case (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--all", action="store_true",
+        help="list: every dead-lettered message, not the first 5 of each reason",
     )  # fmt: skip
 
 
@@ -321,8 +330,11 @@ COMMANDS: dict[str, Command] = {
         "Exit status 0 whatever the lag: read STATUS, or /health on the worker.",
     ),
     "dlq": Command(
-        "list dead letters by reason, or re-drive them to their source topic",
+        "list dead letters by reason, show one, or re-drive them to their source topic",
         _dlq, "streams.cli.dlq:command_dlq",
+        "A source message is listed once, however often it was re-driven and failed again:\n"
+        "its newest letter, re-drive count and status (pending: not re-driven since it last\n"
+        "failed; redriven: sent back, and not dead-lettered since).",
     ),
 }  # fmt: skip
 

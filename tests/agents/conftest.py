@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import orjson
 import pytest
 
-from agents.context import AgentContext
+from agents.context import AgentContext, Headers
 from agents.core.codec import encode
 from agents.core.features import DAY
 from agents.core.records import Trade
@@ -35,10 +35,13 @@ class Msg:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
-def messages(topic: str, values: list[bytes | None]) -> list[Msg]:
-    return [Msg(topic, 0, offset, b"k", value) for offset, value in enumerate(values)]
+def messages(
+    topic: str, values: list[bytes | None], headers: tuple[tuple[str, bytes], ...] = ()
+) -> list[Msg]:
+    return [Msg(topic, 0, offset, b"k", value, headers) for offset, value in enumerate(values)]
 
 
 @dataclass
@@ -46,6 +49,8 @@ class MemorySender:
     """Keeps what was sent; `hold()` keeps the broker's receipts back until `release()`."""
 
     sent: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    #: the headers of each message in `sent`, in the same order
+    headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)
     _held: asyncio.Event | None = None
 
@@ -56,10 +61,13 @@ class MemorySender:
         assert self._held is not None
         self._held.set()
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> Awaitable[Any]:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((topic, key, value))
+        self.headers.append(list(headers or ()))
         held = self._held
         return held.wait() if held is not None else asyncio.sleep(0)
 

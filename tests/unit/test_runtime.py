@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
-from agents.context import dead_letter_envelope
+from agents.context import Address, Lineage, dead_letter_envelope, lineage
 from agents.core.errors import InvalidMessage, StoreError
 from agents.retry import RETRY_FIRST_S, RETRY_MAX_S, Retry, is_transient
 from config.settings import Settings
-from streams.runtime import EXIT_INFRASTRUCTURE, Runtime
+from streams.runtime import EXIT_INFRASTRUCTURE, ProducerSender, Runtime
 
 
 @pytest.mark.parametrize(
@@ -42,8 +42,10 @@ def test_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
 
 
-def _record(value: Any, key: bytes | None = b"k") -> Any:
-    return SimpleNamespace(value=value, key=key, topic="trades", partition=3, offset=42)
+def _record(value: Any, key: bytes | None = b"k", headers: Any = ()) -> Any:
+    return SimpleNamespace(
+        value=value, key=key, topic="trades", partition=3, offset=42, headers=headers
+    )
 
 
 def test_envelope_keeps_utf8_bytes_as_text() -> None:
@@ -73,6 +75,52 @@ def test_envelope_keeps_non_utf8_bytes_exactly_in_base64() -> None:
 def test_envelope_of_an_empty_message() -> None:
     envelope = orjson.loads(dead_letter_envelope(_record(None), ValueError("empty"), 1.0))
     assert envelope["value"] == ""
+
+
+def test_envelope_of_a_redriven_copy_names_its_source_message() -> None:
+    lineage = Lineage(Address("trades", 0, 7), 3, Address("trades.dlq", 0, 12))
+    record = _record(b"{}", headers=[("trace", b"t1"), *lineage.headers()])
+    envelope = orjson.loads(dead_letter_envelope(record, ValueError("x"), 1.0))
+    assert (envelope["topic"], envelope["partition"], envelope["offset"]) == ("trades", 0, 7)
+    assert envelope["redrives"] == 3
+    assert envelope["redriven_letter"] == "trades.dlq:0:12"
+    assert envelope["redriven_copy"] == "trades:3:42"
+    assert envelope["headers"] == [["trace", base64.b64encode(b"t1").decode()]]
+
+
+def test_a_lineage_survives_its_headers() -> None:
+    sent = Lineage(Address("t-x.y_z", 2, 9), 1, Address("t-x.y_z.dlq", 0, 4))
+    assert lineage(_record(b"", headers=sent.headers())) == Lineage(
+        Address("trades", 3, 42)
+    )  # a lineage of another topic is not this message's
+    record = SimpleNamespace(topic="t-x.y_z", partition=1, offset=5, headers=sent.headers())
+    assert lineage(record) == sent
+    assert Lineage(Address("trades", 0, 1)).headers() == []  # an original carries none
+
+
+@pytest.mark.parametrize("text", ["trades", "trades:1", "trades:a:1", ":0:1", "trades:0:-1"])
+def test_an_address_is_topic_partition_offset(text: str) -> None:
+    with pytest.raises(ValueError):
+        Address.parse(text)
+    assert str(Address.parse("trades.dlq:0:12")) == "trades.dlq:0:12"
+
+
+def test_the_producer_sender_hands_headers_to_faust() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Producer:
+        async def send(self, *args: Any) -> Any:
+            calls.append(args)
+            return None
+
+    sender = ProducerSender(Producer())  # type: ignore[arg-type]
+    asyncio.run(sender.send("t", b"k", b"v", [("h", b"1")]))
+    asyncio.run(sender.send("t", None, b"v"))
+    # Faust's order: topic, key, value, partition, timestamp, headers.
+    assert calls == [
+        ("t", b"k", b"v", None, None, [("h", b"1")]),
+        ("t", None, b"v", None, None, None),
+    ]
 
 
 class Crashed(Exception):
