@@ -216,9 +216,10 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_the_valid_ones_pr
         )
         # Hostile strings never reached SQL as code, nor the file system.
         assert check.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == len(trades)
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("personas.db")) == [
-        "worker.log"
-    ]
+    # Beside the database: only the worker's log and Faust's directory of the app.
+    faust_dir = f"{settings.worker.app_id}-data"
+    written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("personas.db"))
+    assert written == sorted(["worker.log", faust_dir])
     print(
         f"\nfuzz: {BAD} malformed dead-lettered {len(trade_letters) + len(disc_letters)} of {BAD}"
         f" (each naming its field); {len(trades)} valid trades and {len(discoveries)} valid "
