@@ -48,7 +48,7 @@ class AgentMetrics:
             ["status"], registry=registry,
         )  # fmt: skip
         self.dead_letters = Counter(
-            "personas_dead_letters", "Messages sent to a dead-letter topic, by source topic.",
+            "personas_dead_letters", "Source messages dead-lettered (each once), by source topic.",
             ["topic"], registry=registry,
         )  # fmt: skip
         self.transient_retries = Counter(

@@ -15,7 +15,7 @@ from agents.core.codec import encode
 from agents.core.records import FeatureSet, Trade, WalletDiscovered
 from config.settings import Settings
 
-__all__ = ["Publisher", "discovery", "publish_discoveries", "publisher"]
+__all__ = ["Publisher", "discovery", "publish_discoveries", "publisher", "started_producer"]
 
 # Records keyed by their wallet, so one wallet's events stay in order on one partition.
 Keyed = Trade | WalletDiscovered | FeatureSet
@@ -73,26 +73,35 @@ class Publisher:
         return sent
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Send bytes as they are (used to re-drive dead letters)."""
+        """Send bytes as they are, unvalidated (tests send malformed messages with it)."""
         await self._producer.send_and_wait(topic, value, key=key)
 
 
 @asynccontextmanager
-async def publisher(bootstrap: str, settings: Settings) -> AsyncIterator[Publisher]:
-    """A Publisher on `bootstrap`; flushed and closed on exit."""
+async def started_producer(
+    bootstrap: str, settings: Settings, role: str
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A started aiokafka producer (every replica acknowledges); flushed and stopped on exit."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
-        client_id=f"{settings.broker.client_id}-publisher",
+        client_id=f"{settings.broker.client_id}-{role}",
         linger_ms=5,
         acks="all",
         request_timeout_ms=int(settings.broker.request_timeout_s * 1000),
     )
     await producer.start()
     try:
-        yield Publisher(producer, settings)
+        yield producer
         await producer.flush()
     finally:
         await producer.stop()
+
+
+@asynccontextmanager
+async def publisher(bootstrap: str, settings: Settings) -> AsyncIterator[Publisher]:
+    """A Publisher on `bootstrap`; flushed and closed on exit."""
+    async with started_producer(bootstrap, settings, "publisher") as producer:
+        yield Publisher(producer, settings)
 
 
 def discovery(

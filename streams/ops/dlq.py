@@ -29,12 +29,11 @@ import asyncio
 import base64
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from agents.context import Address, Lineage
@@ -42,6 +41,7 @@ from agents.core.codec import loads
 from agents.core.errors import InvalidMessage, WalletError
 from config.settings import Settings
 from streams.ops.offsets import LogRange, committed_offsets, joined_member, log_ranges, reader
+from streams.producer import started_producer
 from streams.topics import DLQ_SUFFIX, dlq_name
 
 __all__ = [
@@ -380,24 +380,6 @@ class RedriveReport:
                 "letters": [str(at) for at in self.letters[:1000]]}  # fmt: skip
 
 
-@asynccontextmanager
-async def _producer(bootstrap: str, settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    """A started producer for re-driven copies, which carry headers; flushed and closed on exit."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=f"{settings.broker.client_id}-dlq-redrive",
-        linger_ms=5,
-        acks="all",
-        request_timeout_ms=int(settings.broker.request_timeout_s * 1000),
-    )
-    await producer.start()
-    try:
-        yield producer
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def redrive(
     bootstrap: str, settings: Settings, topic: str | None = None, reason: str | None = None
 ) -> RedriveReport:
@@ -414,7 +396,7 @@ async def redrive(
     topics = sorted({tp.topic for tp in ranges})
     async with (
         joined_member(bootstrap, settings, group, topics) as member,
-        _producer(bootstrap, settings) as producer,
+        started_producer(bootstrap, settings, "dlq-redrive") as producer,
     ):
         if member.others:
             raise WalletError(f"another re-drive is running (group {group} has live members)")

@@ -89,9 +89,9 @@ def test_one_settled_trades_gate_for_the_feature_agent_and_the_rules() -> None:
 
 
 def test_the_rules_copy_of_the_gate_cannot_be_set_on_its_own(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="rules.min_settled_trades is set by features"):
+    with pytest.raises(ConfigError, match=r"rules\.min_settled_trades is set by features"):
         load_settings(env={"PERSONAS_RULES__MIN_SETTLED_TRADES": "3"})
     config = tmp_path / "c.toml"
     config.write_text("[rules]\nmin_settled_trades = 3\n")
-    with pytest.raises(ConfigError, match="features.min_settled_trades"):
+    with pytest.raises(ConfigError, match=r"features\.min_settled_trades"):
         load_settings(config)
