@@ -1,7 +1,9 @@
 """A periodic lag check inside the worker: fills the lag gauges and flags stalled groups in Health.
 
 Independent of Faust: it measures from the outside exactly what `personas lag` shows (same code,
-same status rule, see `streams.ops.lag`), so /metrics, /health and the command line agree.
+same status rule, see `streams.ops.lag`), so /metrics, /health and the command line agree. STOP
+is judged by the members' sessions, as there: a worker that exited is STOP within its session
+timeout, also when the broker still lists it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ __all__ = ["UNHEALTHY", "monitor_lag", "record_lag"]
 
 log = logging.getLogger("personas.lag")
 
-# Statuses that make /health unhealthy; WARN is only reported.
-UNHEALTHY = frozenset({"STALL", "STOP", "ERR"})
+# Statuses that make /health unhealthy, with what each tells the operator; WARN is only reported.
+MEANING = {
+    "STALL": "a live member is not moving the committed offset",
+    "STOP": "no live member: nobody is consuming",
+    "ERR": "committed offset beyond the log end: the log was lost, replay the group",
+}
+UNHEALTHY = frozenset(MEANING)
 
 
 def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None:
@@ -37,7 +44,9 @@ def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None
                 f" ({worst.topic}[{worst.partition}] committed {worst.committed}, "
                 f"end {worst.log_end}, oldest unconsumed {worst.lag_seconds:.0f}s)"
             )  # fmt: skip
-            health.problem(component, f"consumer group {group.status}{detail}")
+            health.problem(
+                component, f"consumer group {group.status}, {MEANING[group.status]}{detail}"
+            )
         else:
             health.clear(component)
 

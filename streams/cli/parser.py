@@ -220,6 +220,17 @@ def _replay(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _watch_seconds(text: str) -> float:
+    """`--watch S`: a finite number of seconds above 0 (0, negatives and nan would never pause)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"needs a finite number of seconds above 0, got {text!r}")
+    return seconds
+
+
 def _lag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--group", action="append", metavar="G",
@@ -227,7 +238,7 @@ def _lag(parser: argparse.ArgumentParser) -> None:
         "with offsets on our topics)",
     )  # fmt: skip
     parser.add_argument(
-        "--watch", type=float, nargs="?", const=2.0, metavar="S",
+        "--watch", type=_watch_seconds, nargs="?", const=2.0, metavar="S",
         help="sample again every S seconds (default S: 2, at least 0.5) until Ctrl-C; STALL "
         "and growing lag are judged against the previous sample",
     )  # fmt: skip
@@ -325,7 +336,7 @@ COMMANDS: dict[str, Command] = {
         "consumer lag per group and partition, in messages and seconds, with a status",
         _lag, "streams.cli.lag:command_lag",
         "lag = log end − committed offset; LAG_S = age of the oldest unconsumed message.\n"
-        "STATUS: OK, WARN (old or growing lag), STALL (no progress), STOP (lag, no member),\n"
+        "STATUS: OK, WARN (old or growing lag), STALL (no progress), STOP (lag, no live member),\n"
         "ERR (committed offset beyond the log end: the log was lost; replay the group).\n"
         "Exit status 0 whatever the lag: read STATUS, or /health on the worker.",
     ),

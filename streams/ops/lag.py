@@ -5,15 +5,19 @@
 
 For each partition: the group's committed offset, the log end, lag = end − committed messages,
 and lag in seconds = now − timestamp of the oldest unconsumed message (the one at the committed
-offset). A group that never committed on a partition is counted from the log start (the
-worker's `auto_offset_reset` is `earliest`).
+offset). A partition the group never committed on counts from the log start (the worker's
+`auto_offset_reset` is `earliest`) when the group reads its topic: it committed on another
+partition of it, or a member is assigned it. Other partitions are not the group's and are left
+out.
 
 Status, per partition, in the spirit of Burrow (first rule that holds):
 
     ERR    the committed offset is beyond the log end: the log was lost (an in-memory broker
            restarted) and the group will silently skip new messages until it is reset
     OK     no lag
-    STOP   lag, and the group has no member: nobody is consuming
+    STOP   lag, and the group has no live member: nobody is consuming. Live means the broker
+           still lists the member after applying its session timeout (`partition_status` says
+           why this is the evidence, and how it is made right on the embedded broker)
     STALL  lag, the committed offset did not move since the previous sample, and the oldest
            unconsumed message is older than `stall_after_s` (needs a previous sample:
            `--watch` and the worker's lag monitor have one)
@@ -29,12 +33,15 @@ assignments and, since an idle group has none, the configured topics and their D
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.group import HeartbeatRequest
 
 from config.settings import Settings
 from streams.ops.offsets import (
@@ -56,14 +63,21 @@ __all__ = [
     "Status",
     "collect_lag",
     "group_status",
+    "live_member_count",
     "partition_status",
+    "partitions_to_measure",
 ]
+
+log = logging.getLogger("personas.lag")
 
 Status = Literal["OK", "WARN", "STALL", "STOP", "ERR"]
 SEVERITY: dict[str, int] = {"OK": 0, "WARN": 1, "STALL": 2, "STOP": 3, "ERR": 4}
 
 WARN_AFTER_S = 60.0
 STALL_AFTER_S = 60.0
+
+# Group states in which no consumer is a member, whatever else the description lists.
+NO_CONSUMER_STATES = frozenset({"Empty", "Dead"})
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,25 @@ def partition_status(
     warn_after_s: float = WARN_AFTER_S,
     stall_after_s: float = STALL_AFTER_S,
 ) -> Status:
-    """One partition's status by the rule in the module docstring."""
+    """One partition's status by the rule in the module docstring.
+
+    `members` counts the group's live members (`live_member_count` of the description that
+    `collect_lag` reads after the session check). STOP is decided by the members' sessions, not
+    by offsets: a consumer heartbeats while it runs, and a broker drops a member at once when it
+    leaves, or when its heartbeats stop for its session timeout (a crash). Kafka applies that
+    timeout by itself, so its member list is the live one. The embedded broker applies it only
+    while some request for the group arrives, and a worker that was its group's first member
+    (generation 0 there) exits without a LeaveGroup (aiokafka sends none at generation 0): it
+    stays listed for good. So `collect_lag` first sends the group a heartbeat from no member:
+    both brokers refuse it (unknown member) and change nothing else, but the embedded broker
+    drops, on the way, every member silent past its session timeout, as it does on each live
+    member's heartbeat. A stopped group is thus STOP at most a session timeout after its last
+    heartbeat.
+
+    Offsets alone cannot be that evidence: a consumer that is up but stuck and one that is gone
+    both leave the committed offset still while the log grows. That is STALL, which is only
+    judged when a live member holds the partitions.
+    """
     if current.committed is not None and current.committed > current.log_end:
         return "ERR"
     if current.lag_messages <= 0:
@@ -131,6 +163,27 @@ def partition_status(
     return "OK"
 
 
+def live_member_count(info: GroupInfo) -> int:
+    """The members the group's description lists, 0 in a state that has none (Empty, Dead).
+
+    Live only when read after the session check (`collect_lag` does): see `partition_status`.
+    """
+    return 0 if info.state in NO_CONSUMER_STATES else len(info.members)
+
+
+def partitions_to_measure(
+    committed: Mapping[TopicPartition, int | None], assigned_topics: Iterable[str] = ()
+) -> list[TopicPartition]:
+    """The partitions whose lag is the group's: those it committed on, and the never-committed
+    ones of a topic it reads (committed on another partition of it, or assigned to a member)."""
+    read = {tp.topic for tp, offset in committed.items() if offset is not None}
+    read.update(assigned_topics)
+    return sorted(
+        (tp for tp, offset in committed.items() if offset is not None or tp.topic in read),
+        key=lambda tp: (tp.topic, tp.partition),
+    )
+
+
 def group_status(partitions: Sequence[PartitionLag]) -> Status:
     """The worst partition status."""
     worst: Status = "OK"
@@ -145,16 +198,39 @@ def _candidate_topics(settings: Settings, info: GroupInfo) -> list[str]:
     return sorted({*sources, *(dlq_name(topic) for topic in sources), *info.topics})
 
 
+async def _session_checked(admin: AIOKafkaAdminClient, info: GroupInfo) -> GroupInfo:
+    """`info` again, after the broker dropped the members silent past their session timeout.
+
+    A heartbeat from no member ("" at generation -1) is refused by every broker and changes
+    nothing, except that the embedded broker first applies the session timeout to the members
+    it lists (`partition_status` says why this is needed). Sent only to a group that lists
+    members: to a group it does not know, the embedded broker would create an empty one.
+    """
+    if not info.members:
+        return info
+    try:
+        node = await admin.find_coordinator(info.group)
+        # The admin client has no heartbeat call; `_send_request` is how its own calls send.
+        await admin._send_request(HeartbeatRequest(info.group, -1, ""), node)
+    except Exception as exc:  # the list read before the check is still the best we have
+        log.debug("session check of group %s failed: %s", info.group, exc)
+        return info
+    return await describe_group(admin, info.group)
+
+
 async def _groups_to_read(
     bootstrap: str, settings: Settings, groups: Sequence[str] | None
 ) -> tuple[list[str], dict[str, GroupInfo]]:
-    """The groups to report, in order (the worker's own first unless `groups` names them)."""
+    """The groups to report, in order (the worker's own first unless `groups` names them), each
+    described with its live members."""
     async with admin_client(bootstrap, settings) as admin:
         names = list(groups) if groups else await list_groups(admin)
         if not groups:
             own = worker_groups(settings)
             names = own + [name for name in names if name not in own]
-        infos = {name: await describe_group(admin, name) for name in names}
+        infos = {
+            name: await _session_checked(admin, await describe_group(admin, name)) for name in names
+        }
     return names, infos
 
 
@@ -174,14 +250,15 @@ async def _partitions_read_by(
     }
 
 
-def _with_commits(
+def _measured(
     committed: Mapping[str, Mapping[TopicPartition, int | None]],
-) -> list[TopicPartition]:
-    """Every partition some group committed on: the only ones whose log end is needed."""
-    return sorted(
-        {tp for offsets in committed.values() for tp, off in offsets.items() if off is not None},
-        key=lambda tp: (tp.topic, tp.partition),
-    )
+    infos: Mapping[str, GroupInfo],
+) -> dict[str, list[TopicPartition]]:
+    """Each group's partitions to measure (`partitions_to_measure`)."""
+    return {
+        name: partitions_to_measure(offsets, infos[name].topics)
+        for name, offsets in committed.items()
+    }
 
 
 async def _oldest_unconsumed_age(
@@ -194,17 +271,16 @@ async def _oldest_unconsumed_age(
 
 async def _measure(
     consumer: AIOKafkaConsumer,
+    partitions: Sequence[TopicPartition],
     committed: Mapping[TopicPartition, int | None],
     ranges: Mapping[TopicPartition, LogRange],
     now: float,
 ) -> list[PartitionLag]:
-    """One group's lag on each partition it committed on (status not judged yet)."""
+    """One group's lag on each of `partitions` (status not judged yet)."""
     parts = []
-    for tp, offset in committed.items():
-        if offset is None:
-            continue
-        span = ranges[tp]
-        first_unread = max(offset, span.start)
+    for tp in partitions:
+        offset, span = committed[tp], ranges[tp]
+        first_unread = span.start if offset is None else max(offset, span.start)
         lag = max(span.end - first_unread, 0)
         age = await _oldest_unconsumed_age(consumer, tp, first_unread, now) if lag else 0.0
         parts.append(PartitionLag(tp.topic, tp.partition, offset, span.start, span.end, lag, age))
@@ -231,6 +307,7 @@ async def collect_lag(
     """Lag of `groups` (default: the worker's groups and every group with offsets on our topics).
 
     `previous` is the last sample (by group), which STALL and lag growth are judged against.
+    Each group's `members` are its live ones (`live_member_count`, after the session check).
     """
     own = worker_groups(settings)
     names, infos = await _groups_to_read(bootstrap, settings, groups)
@@ -241,17 +318,19 @@ async def collect_lag(
             name: await committed_offsets(bootstrap, settings, name, tps)
             for name, tps in candidates.items()
         }
-        ranges = await log_ranges(consumer, _with_commits(committed))
+        measured = _measured(committed, infos)
+        wanted = {tp for tps in measured.values() for tp in tps}
+        ranges = await log_ranges(consumer, sorted(wanted, key=lambda tp: (tp.topic, tp.partition)))
         now = time.time()
         for name in names:
-            members = len(infos[name].members)
+            members = live_member_count(infos[name])
             before = _previous_partitions(previous, name)
             parts = [
                 replace(part, status=partition_status(
                     part, members, before.get((part.topic, part.partition)),
                     warn_after_s=warn_after_s, stall_after_s=stall_after_s,
                 ))
-                for part in await _measure(consumer, committed[name], ranges, now)
+                for part in await _measure(consumer, measured[name], committed[name], ranges, now)
             ]  # fmt: skip
             if not parts and not groups and name not in own:
                 continue  # a group of other topics (another deployment or test) is not ours

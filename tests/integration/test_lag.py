@@ -1,22 +1,28 @@
-"""`personas lag`: messages and seconds while a consumer is stopped, and after it catches up."""
+"""`personas lag`: messages and seconds while a consumer is stopped, and after it catches up; STOP
+once the group's only worker has exited (the status rule itself: tests/unit/test_lag_status.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from agents.core.records import WalletDiscovered
+from agents.data.generate import DEFAULT_END
 from config.settings import Settings
 from streams.cli import main
 from streams.health import Health
 from streams.lag_monitor import monitor_lag
 from streams.metrics import Metrics
-from streams.ops.lag import PartitionLag, partition_status
+from streams.ops.lag import GroupLag, collect_lag
 from streams.topics import ensure_topics, stage_group
-from tests.integration.kafka import consume_and_commit
+from tests.conftest import wait_until
+from tests.integration.kafka import consume_and_commit, publish
+from tests.integration.worker import WorkerProcess
 
 PARTITIONS = 4
 AGE_S = 120
@@ -98,25 +104,48 @@ def test_lag_while_stopped_and_after_catching_up(
     assert [p["committed"] for p in after["partitions"]] == [8] * PARTITIONS  # type: ignore[attr-defined,index]
 
 
-def _part(committed: int | None, end: int, lag_s: float) -> PartitionLag:
-    lag = max(end - (committed or 0), 0) if committed is None or committed <= end else 0
-    return PartitionLag("t", 0, committed, 0, end, lag, lag_s)
+def _discover(bootstrap: str, settings: Settings, first: int, count: int) -> None:
+    """`count` discoveries of distinct wallets (keyed by wallet: spread over the partitions)."""
+    events = [
+        WalletDiscovered(proxy_wallet=f"0x{n:040x}", discovered_at=DEFAULT_END, source="lag")
+        for n in range(first, first + count)
+    ]
+    publish(bootstrap, settings, settings.topics.discovered, events)
 
 
-@pytest.mark.parametrize(
-    ("current", "members", "previous", "status"),
-    [
-        (_part(10, 10, 0), 1, None, "OK"),
-        (_part(12, 10, 0), 1, None, "ERR"),  # committed beyond the log end: the log was lost
-        (_part(5, 10, 1), 0, None, "STOP"),
-        (_part(5, 10, 1), 1, None, "OK"),  # lag being worked through
-        (_part(5, 10, 90), 1, None, "WARN"),
-        (_part(5, 10, 90), 1, _part(5, 9, 80), "STALL"),  # not moving, old messages waiting
-        (_part(5, 10, 1), 1, _part(4, 8, 1), "WARN"),  # lag growing
-        (_part(6, 10, 1), 1, _part(5, 10, 1), "OK"),
-    ],
-)
-def test_partition_status_rule(
-    current: PartitionLag, members: int, previous: PartitionLag | None, status: str
+@pytest.mark.slow
+def test_stop_once_the_only_worker_exited_cleanly(
+    bootstrap: str, isolated_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
-    assert partition_status(current, members, previous) == status
+    """The broker may keep listing a member that is gone (the embedded one does, for a first
+    member): STOP must still come, within the group's session timeout plus a few samples."""
+    group = stage_group(settings.worker.app_id, "features")
+    asyncio.run(ensure_topics(bootstrap, settings))
+
+    def sample() -> GroupLag:
+        [lag] = asyncio.run(collect_lag(bootstrap, settings, [group]))
+        return lag
+
+    def caught_up() -> bool:
+        lag = sample()
+        return lag.lag_messages == 0 and sum(p.committed or 0 for p in lag.partitions) == 8
+
+    with WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log") as worker:
+        _discover(bootstrap, settings, first=1, count=8)
+        wait_until(caught_up, 60, "the worker to commit the first discoveries")
+        live = [sample() for _ in range(3)]
+        assert [(lag.status, lag.members) for lag in live] == [("OK", 1)] * 3
+        # Measuring never disturbed the live member: it joined once and was never rebalanced.
+        assert worker.log().count(f"Joined group '{group}'") == 1, worker.log()[-3000:]
+        assert worker.stop() == 0
+
+    _discover(bootstrap, settings, first=100, count=8)
+    bound = settings.broker.session_timeout_s + 15
+    deadline = time.monotonic() + bound
+    while (stop := sample()).status != "STOP":
+        assert time.monotonic() < deadline, f"not STOP {bound:.0f}s after the worker left: {stop}"
+        time.sleep(0.5)
+    assert stop.members == 0 and stop.state == "Empty"
+    # Every new discovery is owed, also on partitions the group never committed on before.
+    assert stop.lag_messages == 8
+    assert {p.status for p in stop.partitions if p.lag_messages} == {"STOP"}
