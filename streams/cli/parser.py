@@ -211,12 +211,20 @@ def _replay(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true",
-        help="print each partition's move and the messages to re-read; change nothing",
+        help="print each partition's move and the messages to re-read, and whether the real run "
+        "would be refused and why; change nothing; exit with the real run's status",
     )  # fmt: skip
     parser.add_argument(
         "--force", action="store_true",
-        help="move the offsets even while the group has live members (default: refuse; their "
-        "next commit would undo the move)",
+        help="does not move offsets under live members any more: while the group has any, "
+        "nothing is moved (exit 1), with or without it (the broker takes the group's commits "
+        "only from them, so a forced move could only move the partitions none of them holds)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-new-group", action="store_true",
+        help="accept a group that none of our consumers uses and that has no offsets on the "
+        "topic, e.g. a new consumer to start from a chosen point (default: refuse, exit 2: "
+        "usually a typo)",
     )  # fmt: skip
 
 

@@ -1,14 +1,19 @@
-"""`personas replay --group G --topic T --to WHERE [--partition P]… [--dry-run] [--force]`.
+"""`personas replay --group G --topic T --to WHERE [--partition P]… [--dry-run] [--force]
+[--allow-new-group]`.
 
-Prints (or, with `--json`, emits) the plan of `streams.ops.replay.plan_replay`: per partition the
-committed offset → the target, the messages to re-read, skipped and left; without `--dry-run`
-the targets are committed (`execute_plan`), which refuses while the group has live members.
+Says on stderr, as it goes, what it checks (the group and topic, then live members: up to a
+session timeout when a member is listed). Then prints (or, with `--json`, emits) the plan of
+`streams.ops.replay.plan_replay`: per partition the committed offset → the target, the messages
+to re-read, skipped and left. Without `--dry-run` the targets are committed (`execute_plan`);
+with it, the plan ends with whether the real run would be refused and why, and the exit status
+is the one the real run would have.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
@@ -20,27 +25,35 @@ from streams.ops.replay import ReplayPlan, Target, execute_plan, parse_target, p
 __all__ = ["command_replay"]
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 async def _replay(
     bootstrap: str, settings: Settings, args: argparse.Namespace, target: Target
-) -> ReplayPlan:
-    plan = await plan_replay(bootstrap, settings, args.group, args.topic, target, args.partition)
-    if not args.dry_run:
-        await execute_plan(bootstrap, settings, plan, force=args.force)
-    return plan
+) -> tuple[ReplayPlan, list[int]]:
+    plan = await plan_replay(
+        bootstrap, settings, args.group, args.topic, target, args.partition,
+        allow_new_group=args.allow_new_group, force=args.force, dry_run=args.dry_run, say=_say,
+    )  # fmt: skip
+    moved = [] if args.dry_run else await execute_plan(bootstrap, settings, plan)
+    return plan, moved
 
 
 def command_replay(args: argparse.Namespace) -> int:
-    """Plan the move, commit it unless `--dry-run`, print the plan."""
+    """Check, plan the move, commit it unless `--dry-run`, print the plan."""
     settings = load_settings(args.config)
     quiet_clients(args.verbose)
     target = parse_target(args.to)
     with broker_for(settings, start_embedded=False) as bootstrap:
-        plan = asyncio.run(_replay(bootstrap, settings, args, target))
+        plan, moved = asyncio.run(_replay(bootstrap, settings, args, target))
     if args.json:
-        emit_json({**plan.as_dict(), "dry_run": args.dry_run})
+        extra = {} if args.dry_run else {"moved": moved}
+        emit_json({**plan.as_dict(), "dry_run": args.dry_run, **extra})
     else:
         _print_plan(plan, args.dry_run)
-    return EXIT_OK
+    refusal = plan.refusal
+    return refusal.exit_code if refusal is not None else EXIT_OK
 
 
 def _target_text(target: Target) -> str:
@@ -52,8 +65,9 @@ def _target_text(target: Target) -> str:
 
 
 def _print_plan(plan: ReplayPlan, dry_run: bool) -> None:
+    live = f"{plan.members_live} live member(s)" if plan.members_live else "no live member"
     print(f"group {plan.group}  topic {plan.topic}  to {_target_text(plan.target)}  "
-          f"(group state {plan.group_state}, {plan.members_listed} member(s) listed)")  # fmt: skip
+          f"(group state {plan.group_state}, {live})")  # fmt: skip
     print_table(
         ("PARTITION", "COMMITTED", "", "TARGET", "RE-READ", "SKIPPED", "LAG AFTER"),
         (
@@ -66,3 +80,9 @@ def _print_plan(plan: ReplayPlan, dry_run: bool) -> None:
     verb = "would move" if dry_run else "moved"
     print(f"{verb} {len(plan.moves)} partition(s); {total:,} message(s) to re-read"
           + ("  (dry run: nothing changed)" if dry_run else ""))  # fmt: skip
+    if not dry_run:
+        return
+    if not plan.refusals:
+        print("the real run would go ahead")
+    for refusal in plan.refusals:
+        print(f"the real run would be refused (exit {refusal.exit_code}): {refusal.message}")

@@ -7,10 +7,18 @@ command goes through these helpers instead:
   partition's high watermark from the fetch response (`consumer.highwater`);
 - offsets by time: `offsets_for_times` always answers 0 → binary search on record timestamps;
 - committed offsets: `list_consumer_group_offsets` fails → a group consumer's OffsetFetch;
-- moving a group's offsets: `assign()` + commit is rejected → join with `subscribe`, then commit;
-- live members: after the last member leaves, the embedded broker keeps listing it as a member
-  (measured: still "Stable" 30 s later) → membership is only trusted after joining ourselves,
-  which makes the broker evict members that do not rejoin.
+- live members: the embedded broker checks a group's sessions only when a request for that group
+  comes in (join, heartbeat, leave), and a member that was its group's first (generation 0
+  there) exits without a LeaveGroup (aiokafka sends none at generation 0), so a stopped worker
+  is listed for ever (measured: still "Stable" 30 s later) → `live_members` sends a heartbeat
+  from no member, which runs the check without touching live members (Kafka expires sessions by
+  itself and answers UNKNOWN_MEMBER_ID), until the stopped members' sessions are over;
+- moving an idle group's offsets: once no member is listed, a commit from outside the group
+  (`commit_outside`, what `kafka-consumer-groups --reset-offsets` does) is accepted by both, and
+  rejected by both while a member is listed, so it never lands under a consumer. `assign()` +
+  commit was measured rejected only because a stopped member was still listed. A job that must
+  consume as well as commit (the re-drive, the offset guard) joins with `subscribe` instead
+  (`joined_member`).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +36,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.group import HeartbeatRequest
 from aiokafka.structs import ConsumerRecord
 
 from agents.core.errors import BrokerError, InvalidMessage
@@ -35,13 +45,17 @@ from config.settings import Settings
 
 __all__ = [
     "GroupInfo",
+    "Liveness",
     "LogRange",
     "Membership",
     "admin_client",
+    "commit_outside",
     "committed_offsets",
     "describe_group",
+    "expire_sessions",
     "joined_member",
     "list_groups",
+    "live_members",
     "log_ranges",
     "offset_for_time",
     "quiet_clients",
@@ -50,9 +64,15 @@ __all__ = [
     "topic_partitions",
 ]
 
+log = logging.getLogger("personas.offsets")
+
 # A fetch answers at once when data is there; when it is not, waiting longer only slows us down.
 FETCH_WAIT_MS = 100
 PROBE_TIMEOUT_S = 10.0
+# A stopped member is dropped once its session has passed with no heartbeat; the margin covers a
+# heartbeat sent just before it stopped and the broker's timer. Checked every EXPIRY_POLL_S.
+EXPIRY_MARGIN_S = 1.0
+EXPIRY_POLL_S = 0.5
 
 
 def quiet_clients(verbose: bool = False) -> None:
@@ -84,8 +104,8 @@ class _FaustProtocol(RoundRobinPartitionAssignor):  # type: ignore[misc]
 
     A broker accepts a member only if it shares a protocol with the group's members; the embedded
     broker keeps a stopped Faust worker listed, so without this name an idle worker group answers
-    InconsistentGroupProtocol. We only join as the sole live member (or with --force), when our
-    own round-robin assignment is the one that runs.
+    InconsistentGroupProtocol. We only join as the sole live member, when our own round-robin
+    assignment is the one that runs.
     """
 
     name = "faust"
@@ -251,6 +271,86 @@ async def describe_group(admin: AIOKafkaAdminClient, group: str) -> GroupInfo:
     return GroupInfo(group, "Unknown")
 
 
+async def expire_sessions(admin: AIOKafkaAdminClient, group: str) -> None:
+    """Have the group's coordinator drop the members whose session is over; live ones stay.
+
+    A heartbeat from no member ("" at generation -1), as `personas lag` sends: every broker
+    refuses it (unknown member) and changes nothing, except that the embedded broker first
+    applies the session timeout to the members it lists, as on any member's heartbeat. No live
+    member is touched, so nobody rebalances. Send it only to a group that lists members: for a
+    group it does not know, the embedded broker would create an empty one.
+    """
+    try:
+        coordinator = await admin.find_coordinator(group)
+        # aiokafka's admin client has no heartbeat call: this is the path its own calls take.
+        await admin._send_request_to_node(coordinator, HeartbeatRequest(group, -1, ""))
+    except KafkaError as exc:  # the describe that follows is then all there is to go on
+        log.debug("session check of group %s failed: %s", group, exc)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """A group's members: `listed` at first, `live` once stopped members' sessions were over."""
+
+    group: GroupInfo
+    listed: tuple[str, ...]
+    waited_s: float
+
+    @property
+    def live(self) -> tuple[str, ...]:
+        return self.group.members
+
+
+async def live_members(
+    admin: AIOKafkaAdminClient,
+    group: str,
+    session_s: float,
+    on_wait: Callable[[GroupInfo, float], None] | None = None,
+) -> Liveness:
+    """The group's members once every stopped one has had `session_s` to expire. Never joins.
+
+    Returns at once when no member is listed, or none is left after one session check; else
+    calls `on_wait(listed, patience_s)` and checks again every EXPIRY_POLL_S until no member is
+    left or `session_s` + EXPIRY_MARGIN_S have passed: members still listed then are live (or
+    stopped, with a session longer than `session_s`).
+    """
+    started = time.monotonic()
+    first = await describe_group(admin, group)
+    info = first
+    if info.members:
+        await expire_sessions(admin, group)
+        info = await describe_group(admin, group)
+    if info.members:
+        patience = session_s + EXPIRY_MARGIN_S
+        if on_wait is not None:
+            on_wait(info, patience)
+        deadline = started + patience
+        while info.members and time.monotonic() < deadline:
+            await asyncio.sleep(EXPIRY_POLL_S)
+            await expire_sessions(admin, group)
+            info = await describe_group(admin, group)
+    return Liveness(info, first.members, time.monotonic() - started)
+
+
+async def commit_outside(
+    bootstrap: str, settings: Settings, group: str, offsets: Mapping[TopicPartition, int]
+) -> tuple[dict[TopicPartition, int | None], KafkaError | None]:
+    """Commit `offsets` for `group` without joining it; return the offsets read back, and the
+    broker's refusal if it refused.
+
+    A commit with no member id, as `kafka-consumer-groups --reset-offsets` sends: accepted while
+    the group lists no member, refused (all partitions) while it does.
+    """
+    async with reader(bootstrap, settings, group) as consumer:
+        consumer.assign(list(offsets))
+        refused: KafkaError | None = None
+        try:
+            await consumer.commit(dict(offsets))
+        except KafkaError as exc:
+            refused = exc
+        return {tp: await consumer.committed(tp) for tp in offsets}, refused
+
+
 class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
     """Sets `event` once the group has given this member its partitions."""
 
@@ -279,8 +379,9 @@ async def joined_member(
 ) -> AsyncIterator[Membership]:
     """Join `group` subscribed to `topics`, as the only member if nobody else is live.
 
-    Commits are accepted only from a member, so this is how an idle group's offsets are moved.
-    Leaving (on exit) lets the group's real consumers take their partitions back.
+    For a job that reads the group's partitions as well as commits (the re-drive, the offset
+    guard); a replay only commits, from outside the group (`commit_outside`). Leaving (on exit)
+    lets the group's real consumers take their partitions back.
     """
     consumer = await _started_consumer(bootstrap, settings, group)
     try:
