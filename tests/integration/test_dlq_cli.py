@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -216,11 +217,14 @@ def test_a_still_bad_message_redriven_twice_is_one_letter_redriven_twice(
             """The re-drive count of each listed message whose newest letter is pending."""
             return tuple(h.redrives for h in _listing(bootstrap, settings) if h.status == "pending")
 
-        wait_until(lambda: redrives() == (0,), 30, "the first dead letter")
+        def redriven(times: int) -> bool:
+            return redrives() == (times,)
+
+        wait_until(partial(redriven, 0), 30, "the first dead letter")
         for times in (1, 2):
             assert main(["dlq", "redrive"]) == 0
             assert capsys.readouterr().out.startswith(f"re-drove 1 message(s) to {source}")
-            wait_until(lambda t=times: redrives() == (t,), 30, f"the letter after re-drive {times}")
+            wait_until(partial(redriven, times), 30, f"the letter after re-drive {times}")
 
         assert main(["dlq", "list", "--json"]) == 0
         listing = orjson.loads(capsys.readouterr().out)

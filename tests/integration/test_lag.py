@@ -72,7 +72,7 @@ def test_lag_while_stopped_and_after_catching_up(
     _produce(bootstrap, topic, per_partition=5, age_s=AGE_S)
     behind = _lag(capsys, group)
     parts = behind["partitions"]
-    assert [(p["partition"], p["committed"], p["log_end"], p["lag_messages"]) for p in parts] == [  # type: ignore[attr-defined,index]
+    assert [(p["partition"], p["committed"], p["log_end"], p["lag_messages"]) for p in parts] == [  # type: ignore[attr-defined]
         (p, 3, 8, 5) for p in range(PARTITIONS)
     ]
     assert behind["lag_messages"] == 5 * PARTITIONS
@@ -101,7 +101,7 @@ def test_lag_while_stopped_and_after_catching_up(
     after = _lag(capsys, group)
     assert after["lag_messages"] == 0 and after["lag_seconds"] == 0
     assert after["status"] == "OK"
-    assert [p["committed"] for p in after["partitions"]] == [8] * PARTITIONS  # type: ignore[attr-defined,index]
+    assert [p["committed"] for p in after["partitions"]] == [8] * PARTITIONS  # type: ignore[attr-defined]
 
 
 def _discover(bootstrap: str, settings: Settings, first: int, count: int) -> None:
