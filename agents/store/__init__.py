@@ -1,41 +1,9 @@
-"""The store: SQLite schema, connections and the idempotent, precedence-aware writes (SPEC §6)."""
+"""The store: SQLite schema, connections and the idempotent, precedence-aware writes (SPEC §6).
 
-from agents.store.sqlite import (
-    INSERT_MARKET_SQL,
-    INSERT_TRADE_SQL,
-    UPSERT_FEATURES_SQL,
-    Classified,
-    Store,
-    connect,
-    feature_row,
-    fills_by_wallet,
-    fills_for_wallet,
-    insert_markets,
-    insert_trade_rows,
-    migrate,
-    open_reader,
-    trade_row,
-    transaction,
-    upsert_feature_rows,
-    write_classified,
-)
+Its API is `agents.store.sqlite`'s; the schema and its migrations are `agents.store.schema`.
+"""
 
-__all__ = [
-    "INSERT_MARKET_SQL",
-    "INSERT_TRADE_SQL",
-    "UPSERT_FEATURES_SQL",
-    "Classified",
-    "Store",
-    "connect",
-    "feature_row",
-    "fills_by_wallet",
-    "fills_for_wallet",
-    "insert_markets",
-    "insert_trade_rows",
-    "migrate",
-    "open_reader",
-    "trade_row",
-    "transaction",
-    "upsert_feature_rows",
-    "write_classified",
-]
+from agents.store import sqlite
+from agents.store.sqlite import *  # noqa: F403
+
+__all__ = sqlite.__all__

@@ -26,15 +26,18 @@ from agents.core.rules import Classification
 from agents.store.schema import FEATURE_ROW_KEYS, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
+    "UPSERT_FEATURES_SQL",
     "Classified",
     "Store",
     "connect",
+    "feature_row",
     "fills_by_wallet",
     "fills_for_wallet",
     "insert_markets",
     "insert_trade_rows",
     "migrate",
     "open_reader",
+    "trade_row",
     "upsert_feature_rows",
     "write_classified",
 ]
