@@ -41,7 +41,6 @@ from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.group import HeartbeatRequest
 
 from config.settings import Settings
 from streams.ops.offsets import (
@@ -50,6 +49,7 @@ from streams.ops.offsets import (
     admin_client,
     committed_offsets,
     describe_group,
+    expire_sessions,
     list_groups,
     log_ranges,
     reader,
@@ -199,22 +199,11 @@ def _candidate_topics(settings: Settings, info: GroupInfo) -> list[str]:
 
 
 async def _session_checked(admin: AIOKafkaAdminClient, info: GroupInfo) -> GroupInfo:
-    """`info` again, after the broker dropped the members silent past their session timeout.
-
-    A heartbeat from no member ("" at generation -1) is refused by every broker and changes
-    nothing, except that the embedded broker first applies the session timeout to the members
-    it lists (`partition_status` says why this is needed). Sent only to a group that lists
-    members: to a group it does not know, the embedded broker would create an empty one.
-    """
-    if not info.members:
+    """`info` again, after the broker dropped the members silent past their session timeout
+    (`expire_sessions`; `partition_status` says why this is needed)."""
+    if not info.members:  # to a group it does not know, the embedded broker would create one
         return info
-    try:
-        node = await admin.find_coordinator(info.group)
-        # The admin client has no heartbeat call; `_send_request` is how its own calls send.
-        await admin._send_request(HeartbeatRequest(info.group, -1, ""), node)
-    except Exception as exc:  # the list read before the check is still the best we have
-        log.debug("session check of group %s failed: %s", info.group, exc)
-        return info
+    await expire_sessions(admin, info.group)
     return await describe_group(admin, info.group)
 
 
