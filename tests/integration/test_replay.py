@@ -57,7 +57,7 @@ def _committed(bootstrap: str, settings: Settings, group: str, topic: str) -> li
     return [found[tp] for tp in tps]
 
 
-def _replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object], str]:
+def _replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
     code = main(["replay", *args, "--json"])
     out = capsys.readouterr()
     return code, (orjson.loads(out.out) if out.out.strip() else {}), out.err
@@ -80,7 +80,7 @@ def test_replay_earliest_datetime_shift(
     code, plan, _ = _replay(capsys, *base, "--to", "earliest", "--dry-run")
     assert code == 0 and plan["dry_run"] is True
     assert plan["reread"] == PARTITIONS * PER_PARTITION
-    assert [p["target"] for p in plan["partitions"]] == [0] * PARTITIONS  # type: ignore[index,union-attr]
+    assert [p["target"] for p in plan["partitions"]] == [0] * PARTITIONS
     assert _committed(bootstrap, settings, group, topic) == [PER_PARTITION] * PARTITIONS
 
     started = time.monotonic()
@@ -93,7 +93,7 @@ def test_replay_earliest_datetime_shift(
     when = str(NEW_MS // 1000)
     code, plan, _ = _replay(capsys, *base, "--to", when, "--dry-run")
     half = PER_PARTITION // 2
-    assert [p["target"] for p in plan["partitions"]] == [half] * PARTITIONS  # type: ignore[index,union-attr]
+    assert [p["target"] for p in plan["partitions"]] == [half] * PARTITIONS
     assert plan["reread"] == 0  # moving forward from 0 skips, re-reads nothing
     assert _committed(bootstrap, settings, group, topic) == [0] * PARTITIONS
     code, _, err = _replay(capsys, *base, "--to", "2023-11-15T22:13:20Z")  # == NEW_MS
@@ -102,7 +102,7 @@ def test_replay_earliest_datetime_shift(
 
     # Shift back by 2 on one partition only.
     code, plan, _ = _replay(capsys, *base, "--to", "shift:-2", "--partition", "1", "--dry-run")
-    assert [(p["partition"], p["target"], p["reread"]) for p in plan["partitions"]] == [  # type: ignore[index,union-attr]
+    assert [(p["partition"], p["target"], p["reread"]) for p in plan["partitions"]] == [
         (1, half - 2, 2)
     ]
     code, _, err = _replay(capsys, *base, "--to", "shift:-2", "--partition", "1")
@@ -283,8 +283,8 @@ def test_unknown_group_is_refused_unless_allowed(
         capsys, "--group", typo, "--topic", topic, "--to", "earliest", "--dry-run"
     )
     assert code == 2
-    assert plan["refused"]["reason"] == "unknown-group"  # type: ignore[index]
-    assert len(plan["partitions"]) == PARTITIONS  # type: ignore[arg-type]
+    assert plan["refused"]["reason"] == "unknown-group"
+    assert len(plan["partitions"]) == PARTITIONS
     assert _committed(bootstrap, settings, typo, topic) == [None] * PARTITIONS
     assert typo not in asyncio.run(_groups(bootstrap, settings))
 
@@ -314,7 +314,7 @@ def test_topic_the_group_does_not_read_is_refused(
     code, plan, _ = _replay(
         capsys, "--group", ingest, "--topic", topic, "--to", "earliest", "--dry-run"
     )
-    assert code == 2 and plan["refused"]["reason"] == "topic-not-read"  # type: ignore[index]
+    assert code == 2 and plan["refused"]["reason"] == "topic-not-read"
     assert _committed(bootstrap, settings, ingest, topic) == [None] * PARTITIONS
 
     # A group that is none of ours but has offsets on the topic counts as known.
