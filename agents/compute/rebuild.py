@@ -4,42 +4,37 @@ One query lists the wallets with a trade in the longest window; they are cut int
 `shard_wallets`. Each shard is read with a single query (every trade ≤ as_of of its wallets, in
 wallet order, because lifetime stats need the whole history) and fed to the core's
 `many_wallet_features`, in this process (serial) or in a pool of worker processes, each with its
-own read-only connection. Rows come back to the parent, which upserts all of them `source=batch`
-in one transaction. Nothing is written before that commit, so an interrupted run leaves no trace
-and a re-run with the same as_of writes the same rows.
+own read-only connection (`agents.compute.shards`). Rows come back to the parent, which upserts
+all of them `source=batch` in one transaction, together with the day's line in `rebuild_runs`.
+Nothing is written before that commit, so an interrupted run leaves no trace and a re-run with the
+same as_of writes the same rows. Backfills of past days (`agents.compute.backfill`) share it all.
 
 Faust-free on purpose: `personas rebuild` and the crontab agent both call `run_rebuild`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import sqlite3
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.compute.processes import reader, reader_pool
-from agents.core.features import (
-    DAY,
-    WINDOWS,
-    LifetimeStats,
-    WindowFeatures,
-    feature_date,
-    many_wallet_features,
-    wallet_features,
+from agents.compute.shards import (
+    ShardFunction,
+    ShardJob,
+    ShardResult,
+    compute_shard,
+    run_shards,
+    worker_shard,
 )
+from agents.core.features import DAY, WINDOWS, feature_date
 from agents.retry import backoff, is_transient
-from agents.store import connect, fills_by_wallet, migrate, upsert_feature_rows
+from agents.store import connect, migrate
+from agents.store.runs import RebuildRun, write_rebuild
 from agents.store.schema import FEATURE_ROW_KEYS
 
 if TYPE_CHECKING:
@@ -47,6 +42,7 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 __all__ = [
+    "ACTIVE_WALLETS_SQL",
     "RebuildOptions",
     "RebuildResult",
     "ShardJob",
@@ -56,15 +52,12 @@ __all__ = [
     "feature_set_from_row",
     "options_from_settings",
     "run_rebuild",
+    "shard_jobs",
+    "write_rows",
 ]
 
 log = logging.getLogger("personas.rebuild")
 
-SOURCE = "batch"
-# Shards queued per worker: enough to keep every process busy, few enough to bound memory.
-IN_FLIGHT_PER_WORKER = 2
-# A pool that keeps dying is not worth restarting: the remaining shards then run serially.
-MAX_POOL_RESTARTS = 2
 WRITE_ATTEMPTS = 5
 WRITE_FIRST_RETRY_S = 0.5
 
@@ -74,9 +67,6 @@ WRITE_FIRST_RETRY_S = 0.5
 ACTIVE_WALLETS_SQL = """
 SELECT DISTINCT proxy_wallet FROM trades INDEXED BY trades_wallet_time
 WHERE timestamp BETWEEN ? AND ? ORDER BY proxy_wallet"""
-
-_window_values = attrgetter(*(f.name for f in dataclasses.fields(WindowFeatures)))
-_lifetime_values = attrgetter(*(f.name for f in dataclasses.fields(LifetimeStats)))
 
 
 @dataclass(frozen=True)
@@ -99,28 +89,6 @@ class RebuildOptions:
             raise ValueError(f"publish window {self.publish_window} not in {self.windows}")
         if self.shard_wallets < 1 or self.workers < 1:
             raise ValueError("shard_wallets and workers must be ≥ 1")
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """One shard's work: its wallets (sorted) and the run's parameters."""
-
-    index: int
-    wallets: tuple[str, ...]
-    as_of: int
-    windows: tuple[int, ...]
-    computed_at: float
-
-
-@dataclass
-class ShardResult:
-    """One shard's rows (in `FEATURE_ROW_KEYS` order) and the wallets that could not be computed."""
-
-    index: int
-    rows: list[tuple[Any, ...]]
-    wallets: int
-    failed: list[str] = field(default_factory=list)
-    fallback: bool = False
 
 
 @dataclass
@@ -189,120 +157,27 @@ def active_wallets(conn: sqlite3.Connection, as_of: int, days: int) -> list[str]
     return [wallet for (wallet,) in rows]
 
 
-def _rows(
-    wallet: str,
-    windows: dict[int, WindowFeatures],
-    lifetime: LifetimeStats,
-    job: ShardJob,
-    date: str,
-) -> Iterator[tuple[Any, ...]]:
-    lifetime_values = _lifetime_values(lifetime)
-    for days in job.windows:
-        head = (wallet, date, days, job.as_of, SOURCE, job.computed_at)
-        yield head + _window_values(windows[days]) + lifetime_values
-
-
-def compute_shard(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
-    """Every wallet of the shard through `many_wallet_features`; raises on any failure."""
-    date = feature_date(job.as_of)
-    rows: list[tuple[Any, ...]] = []
-    wallets = 0
-    for wallet, windows, lifetime in many_wallet_features(
-        fills_by_wallet(conn, job.wallets, job.as_of), job.as_of, job.windows
-    ):
-        rows.extend(_rows(wallet, windows, lifetime, job, date))
-        wallets += 1
-    return ShardResult(job.index, rows, wallets)
-
-
-def _compute_shard_per_wallet(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
-    """The fallback: the kernel wallet by wallet, so one bad wallet loses only itself."""
-    date = feature_date(job.as_of)
-    result = ShardResult(job.index, [], 0, fallback=True)
-    for wallet, fills in fills_by_wallet(conn, job.wallets, job.as_of):
-        try:
-            windows, lifetime = wallet_features(fills, job.as_of, job.windows)
-        except Exception:
-            log.exception("rebuild: cannot compute features of %s; skipped", wallet)
-            result.failed.append(wallet)
-            continue
-        result.rows.extend(_rows(wallet, windows, lifetime, job, date))
-        result.wallets += 1
-    return result
-
-
-def _fallback(conn: sqlite3.Connection, job: ShardJob, error: BaseException) -> ShardResult:
-    wallets = job.wallets
-    log.warning(
-        "rebuild: shard %d failed (%r); computing its %d wallets (%s … %s) serially",
-        job.index, error, len(wallets), wallets[0], wallets[-1],
-    )  # fmt: skip
-    log.debug("rebuild: wallets of shard %d: %s", job.index, ", ".join(wallets))
-    return _compute_shard_per_wallet(conn, job)
-
-
-def _serial(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
-    try:
-        return compute_shard(conn, job)
-    except Exception as exc:
-        return _fallback(conn, job, exc)
-
-
-def _worker_shard(job: ShardJob) -> ShardResult:
-    return compute_shard(reader(), job)
-
-
-ShardFunction = Callable[[ShardJob], ShardResult]
-
-
-def _parallel(
-    conn: sqlite3.Connection,
-    db_path: Path,
-    jobs: Sequence[ShardJob],
+def shard_jobs(
+    wallets: Sequence[str],
+    as_ofs: Sequence[int],
     options: RebuildOptions,
-    done: Callable[[ShardResult], None],
-    shard_function: ShardFunction,
-) -> None:
-    """Run jobs on a process pool; a failed shard runs serially here, a broken pool is replaced."""
-    pending = deque(jobs)
-    restarts = 0
-    while pending:
-        if restarts > MAX_POOL_RESTARTS:
-            log.warning(
-                "rebuild: pool failed %d times; %d shards run serially", restarts, len(pending)
-            )
-            while pending:
-                done(_serial(conn, pending.popleft()))
-            return
-        pool = reader_pool(db_path, options.busy_timeout_ms, min(options.workers, len(pending)))
-        broken = False
-        in_flight: dict[Future[ShardResult], ShardJob] = {}
-        try:
-            while in_flight or (pending and not broken):
-                while (
-                    pending
-                    and not broken
-                    and len(in_flight) < options.workers * IN_FLIGHT_PER_WORKER
-                ):
-                    job = pending.popleft()
-                    try:
-                        in_flight[pool.submit(shard_function, job)] = job
-                    except BrokenProcessPool:
-                        pending.appendleft(job)
-                        broken = True
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = in_flight.pop(future)
-                    try:
-                        done(future.result())
-                    except Exception as exc:
-                        # A dead process breaks the whole pool: every shard in flight lands here.
-                        broken = broken or isinstance(exc, BrokenProcessPool)
-                        done(_fallback(conn, job, exc))
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if broken:
-            restarts += 1
+    computed_at: float,
+    day_groups: int = 1,
+) -> list[ShardJob]:
+    """`wallets` cut into shards of `shard_wallets`, each computed at `as_ofs` (oldest first).
+
+    `day_groups` > 1 also cuts the as_ofs into that many runs of consecutive days, one job per
+    shard and run: more jobs than shards, so that few shards still keep every process busy.
+    """
+    size = options.shard_wallets
+    groups = max(1, min(day_groups, len(as_ofs)))
+    cut = [len(as_ofs) * n // groups for n in range(groups + 1)]
+    days = [tuple(as_ofs[cut[n] : cut[n + 1]]) for n in range(groups)]
+    shards = [tuple(wallets[start : start + size]) for start in range(0, len(wallets), size)]
+    return [
+        ShardJob(n, shard, group, options.windows, computed_at)
+        for n, (shard, group) in enumerate((s, d) for s in shards for d in days)
+    ]
 
 
 def run_rebuild(
@@ -310,12 +185,13 @@ def run_rebuild(
     options: RebuildOptions,
     progress: Callable[[int, int], None] | None = None,
     *,
-    shard_function: ShardFunction = _worker_shard,
+    shard_function: ShardFunction = worker_shard,
 ) -> RebuildResult:
     """Compute every active wallet's windows and upsert them `source=batch` in one transaction.
 
     `progress(done, total)` is called with wallets done after each shard. `shard_function` is the
-    worker-side computation (tests swap in one that fails).
+    worker-side computation (tests swap in one that fails). The day is recorded in
+    `rebuild_runs` (as of `as_of`) in the same transaction, unless a wallet failed.
     """
     started = time.perf_counter()
     db_path = Path(db_path)
@@ -324,50 +200,40 @@ def run_rebuild(
     with closing(connect(db_path, options.busy_timeout_ms)) as conn:
         migrate(conn)
         wallets = active_wallets(conn, options.as_of, max(options.windows))
-        size = options.shard_wallets
-        jobs = [
-            ShardJob(
-                n, tuple(wallets[start : start + size]), options.as_of, options.windows, computed_at
-            )
-            for n, start in enumerate(range(0, len(wallets), size))
-        ]
-        result.shards = len(jobs)
-        parallel = options.parallel and options.workers > 1 and len(jobs) > 1
-        result.workers = options.workers if parallel else 0
-        by_shard: dict[int, ShardResult] = {}
+        jobs = shard_jobs(wallets, (options.as_of,), options, computed_at)
 
         def done(shard: ShardResult) -> None:
-            by_shard[shard.index] = shard
             result.wallets += shard.wallets
             if progress is not None:
                 progress(result.wallets, len(wallets))
 
-        if parallel:
-            _parallel(conn, db_path, jobs, options, done, shard_function)
-        else:
-            for job in jobs:
-                done(_serial(conn, job))
-        shards = [by_shard[n] for n in range(len(jobs))]
+        shards, result.workers = run_shards(
+            conn, db_path, jobs, parallel=options.parallel, workers=options.workers,
+            busy_timeout_ms=options.busy_timeout_ms, on_shard=done, shard_function=shard_function,
+        )  # fmt: skip
+        result.shards = len(jobs)
         result.read_compute_s = time.perf_counter() - started
         result.fallback_shards = [shard.index for shard in shards if shard.fallback]
-        result.failed_wallets = [wallet for shard in shards for wallet in shard.failed]
+        result.failed_wallets = [wallet for shard in shards for _, wallet in shard.failed]
 
         write_started = time.perf_counter()
-        result.rows_written = _write(conn, itertools.chain.from_iterable(s.rows for s in shards))
+        rows = [row for shard in shards for row in shard.rows]
+        run = RebuildRun(result.feature_date, options.as_of, result.wallets, time.time())
+        result.rows_written = write_rows(conn, rows, None if result.failed_wallets else run)
         result.write_s = time.perf_counter() - write_started
-    result.publish_rows = [
-        row for shard in shards for row in shard.rows if row[2] == options.publish_window
-    ]
+    result.publish_rows = [row for row in rows if row[2] == options.publish_window]
     result.duration_s = time.perf_counter() - started
     return result
 
 
-def _write(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
-    """One upsert transaction; a lock held past the busy timeout is retried with backoff."""
-    pending = list(rows) if not isinstance(rows, list) else rows
+def write_rows(
+    conn: sqlite3.Connection, rows: list[tuple[Any, ...]], run: RebuildRun | None
+) -> int:
+    """One upsert transaction (with `run` recorded); a lock held past the busy timeout is
+    retried with backoff."""
     for attempt, delay in enumerate(backoff(WRITE_FIRST_RETRY_S, most=8.0), start=1):
         try:
-            return upsert_feature_rows(conn, pending)
+            return write_rebuild(conn, rows, run)
         except sqlite3.OperationalError as exc:
             if attempt == WRITE_ATTEMPTS or not is_transient(exc):
                 raise

@@ -101,6 +101,18 @@ CREATE TABLE wallet_traits (
     UNIQUE (proxy_wallet, feature_date, trait)
 );
 """,
+    # 2: what each rebuilt feature_date was rebuilt as of, written in the transaction of its rows,
+    # so a backfill (SPEC §9) knows which days are done; published_at: its FeatureSets were sent.
+    """
+CREATE TABLE rebuild_runs (
+    feature_date TEXT PRIMARY KEY,
+    as_of        INTEGER NOT NULL,
+    wallets      INTEGER NOT NULL,
+    rows_written INTEGER NOT NULL,
+    finished_at  REAL NOT NULL,
+    published_at REAL
+);
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

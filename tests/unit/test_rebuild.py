@@ -12,11 +12,13 @@ import orjson
 import pytest
 
 import agents.compute.rebuild as rebuild
+import agents.compute.shards as shards
 from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
 from agents.core.errors import BrokerError
 from agents.core.features import DAY, WINDOWS, wallet_features
 from agents.rebuild_agent import cron_expression
 from agents.store import connect, fills_for_wallet, migrate
+from agents.store.runs import RunState, rebuild_runs
 from agents.store.schema import FEATURE_ROW_KEYS
 from streams.cli.rebuild import command_rebuild
 
@@ -96,6 +98,18 @@ def test_rows_are_the_kernels_with_full_history(db: Path) -> None:
     assert [row[2] for row in result.publish_rows] == [30, 30]
 
 
+def test_a_rebuild_records_its_day_in_the_transaction_of_its_rows(db: Path) -> None:
+    run_rebuild(db, RebuildOptions(AS_OF, parallel=False, computed_at=5.0))
+    conn = connect(db)
+    try:
+        assert rebuild_runs(conn, "2026-01-01", "2026-01-01") == {
+            "2026-01-01": RunState(AS_OF, None)
+        }
+        assert conn.execute("SELECT wallets, rows_written FROM rebuild_runs").fetchall() == [(2, 6)]
+    finally:
+        conn.close()
+
+
 def test_options_reject_a_publish_window_not_computed() -> None:
     with pytest.raises(ValueError, match="publish window"):
         RebuildOptions(AS_OF, windows=(7, 90), publish_window=30)
@@ -105,7 +119,7 @@ def crash_on_first_shard(job: ShardJob) -> ShardResult:
     """A worker process that dies (as if killed) on shard 0; importable by forkserver workers."""
     if job.index == 0:
         os._exit(3)
-    return rebuild._worker_shard(job)
+    return shards.worker_shard(job)
 
 
 def test_a_dead_worker_falls_back_to_serial_for_its_shard(
@@ -131,17 +145,23 @@ def test_a_wallet_that_fails_is_skipped_and_reported(
             raise ZeroDivisionError("bad wallet")
         return wallet_features(fills, as_of, windows)
 
-    monkeypatch.setattr(rebuild, "many_wallet_features", broken_many)
-    monkeypatch.setattr(rebuild, "wallet_features", kernel)
+    monkeypatch.setattr(shards, "many_wallet_features", broken_many)
+    monkeypatch.setattr(shards, "wallet_features", kernel)
     result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False))
     assert result.failed_wallets == [EDGE] and result.fallback_shards == [0]
     assert {wallet for wallet, _ in stored(db)} == {ACTIVE}
+    conn = connect(db)
+    try:  # not complete, so not recorded: a backfill of the day recomputes it
+        assert rebuild_runs(conn, "2026-01-01", "2026-01-01") == {}
+    finally:
+        conn.close()
 
 
 def args(db: Path, tmp_path: Path, *extra: str) -> argparse.Namespace:
     config = tmp_path / "test.toml"
     config.write_text(f'[database]\npath = "{db}"\n')
-    values = {"config": config, "json": True, "as_of": str(AS_OF), "no_publish": False}
+    values = {"config": config, "json": True, "as_of": str(AS_OF), "no_publish": False,
+              "from_day": None, "to_day": None, "force": False, "dry_run": False}  # fmt: skip
     for flag in extra:
         values[flag] = True
     return argparse.Namespace(**values)

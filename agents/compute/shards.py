@@ -1,0 +1,266 @@
+"""The rebuild's shards: a set of wallets read with one query, computed at one or more as_ofs.
+
+A shard is read once, up to its last as_of (every trade of its wallets, in wallet order: lifetime
+stats need the whole history), and fed to the core's `many_wallet_features` at each of its as_ofs
+(SPEC §9 backfills compute many days; the daily rebuild one). At an as_of a wallet gets rows only
+if it has a trade in the longest window, as the daily rebuild's wallet query selects it. The
+kernel keeps only the trades ≤ as_of and orders them itself, so a row computed from the read up to
+a later day is bit-equal to one computed from a read up to its own day.
+
+Shards run in this process (serial) or in a pool of reader processes, each with its own read-only
+connection; a shard that fails is recomputed here wallet by wallet, a broken pool is replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from agents.compute.processes import reader, reader_pool
+from agents.core.features import (
+    DAY,
+    Fill,
+    LifetimeStats,
+    WindowFeatures,
+    feature_date,
+    many_wallet_features,
+    wallet_features,
+)
+from agents.store import fills_by_wallet
+
+__all__ = [
+    "SOURCE",
+    "ShardFunction",
+    "ShardJob",
+    "ShardResult",
+    "compute_shard",
+    "run_shards",
+    "worker_shard",
+]
+
+log = logging.getLogger("personas.rebuild")
+
+SOURCE = "batch"
+# Shards queued per worker: enough to keep every process busy, few enough to bound memory.
+IN_FLIGHT_PER_WORKER = 2
+# A pool that keeps dying is not worth restarting: the remaining shards then run serially.
+MAX_POOL_RESTARTS = 2
+
+_window_values = attrgetter(*(f.name for f in dataclasses.fields(WindowFeatures)))
+_lifetime_values = attrgetter(*(f.name for f in dataclasses.fields(LifetimeStats)))
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard's work: its wallets (sorted), its as_ofs (oldest first) and the run's windows."""
+
+    index: int
+    wallets: tuple[str, ...]
+    as_ofs: tuple[int, ...]
+    windows: tuple[int, ...]
+    computed_at: float
+
+    @property
+    def as_of(self) -> int:
+        """The last as_of: the shard is read up to it."""
+        return self.as_ofs[-1]
+
+
+@dataclass
+class ShardResult:
+    """One shard's rows (in `FEATURE_ROW_KEYS` order), its wallet-days computed, and the
+    (as_of, wallet) pairs that could not be computed."""
+
+    index: int
+    rows: list[tuple[Any, ...]]
+    wallets: int
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    fallback: bool = False
+
+
+def _rows(
+    wallet: str,
+    windows: dict[int, WindowFeatures],
+    lifetime: LifetimeStats,
+    job: ShardJob,
+    as_of: int,
+) -> Iterator[tuple[Any, ...]]:
+    lifetime_values = _lifetime_values(lifetime)
+    date = feature_date(as_of)
+    for days in job.windows:
+        head = (wallet, date, days, as_of, SOURCE, job.computed_at)
+        yield head + _window_values(windows[days]) + lifetime_values
+
+
+Wallets = Iterable[tuple[str, Sequence[Fill]]]
+
+
+def _by_as_of(conn: sqlite3.Connection, job: ShardJob) -> Iterator[tuple[int, Wallets]]:
+    """(as_of, the wallets active then with their trades) for each as_of of the job."""
+    read = fills_by_wallet(conn, job.wallets, job.as_of)
+    if len(job.as_ofs) == 1:
+        # The daily rebuild: its wallets were chosen active at this as_of; stream the read.
+        yield job.as_of, read
+        return
+    shard = [(wallet, fills, sorted(f.timestamp for f in fills)) for wallet, fills in read]
+    span = max(job.windows) * DAY
+    for as_of in job.as_ofs:
+        # Active: a trade in [as_of − span, as_of], the daily rebuild's wallet query.
+        yield (
+            as_of,
+            [
+                (wallet, fills)
+                for wallet, fills, stamps in shard
+                if bisect_left(stamps, as_of - span) < bisect_right(stamps, as_of)
+            ],
+        )
+
+
+def compute_shard(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
+    """Every wallet of the shard through `many_wallet_features`; raises on any failure."""
+    result = ShardResult(job.index, [], 0)
+    for as_of, wallets in _by_as_of(conn, job):
+        for wallet, windows, lifetime in many_wallet_features(wallets, as_of, job.windows):
+            result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
+            result.wallets += 1
+    return result
+
+
+def _compute_shard_per_wallet(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
+    """The fallback: the kernel wallet by wallet, so one bad wallet loses only itself."""
+    result = ShardResult(job.index, [], 0, fallback=True)
+    for as_of, wallets in _by_as_of(conn, job):
+        for wallet, fills in wallets:
+            try:
+                windows, lifetime = wallet_features(fills, as_of, job.windows)
+            except Exception:
+                log.exception(
+                    "rebuild: cannot compute features of %s as of %d; skipped", wallet, as_of
+                )
+                result.failed.append((as_of, wallet))
+                continue
+            result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
+            result.wallets += 1
+    return result
+
+
+def _fallback(conn: sqlite3.Connection, job: ShardJob, error: BaseException) -> ShardResult:
+    wallets = job.wallets
+    log.warning(
+        "rebuild: shard %d failed (%r); computing its %d wallets (%s … %s) serially",
+        job.index, error, len(wallets), wallets[0], wallets[-1],
+    )  # fmt: skip
+    log.debug("rebuild: wallets of shard %d: %s", job.index, ", ".join(wallets))
+    return _compute_shard_per_wallet(conn, job)
+
+
+def _serial(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
+    try:
+        return compute_shard(conn, job)
+    except Exception as exc:
+        return _fallback(conn, job, exc)
+
+
+def worker_shard(job: ShardJob) -> ShardResult:
+    """The computation in a reader process, on its own connection."""
+    return compute_shard(reader(), job)
+
+
+ShardFunction = Callable[[ShardJob], ShardResult]
+
+
+@dataclass(frozen=True)
+class _Pool:
+    db_path: Path
+    busy_timeout_ms: int
+    workers: int
+
+
+def _parallel(
+    conn: sqlite3.Connection,
+    pool_options: _Pool,
+    jobs: Sequence[ShardJob],
+    done: Callable[[ShardResult], None],
+    shard_function: ShardFunction,
+) -> None:
+    """Run jobs on a process pool; a failed shard runs serially here, a broken pool is replaced."""
+    pending = deque(jobs)
+    workers = pool_options.workers
+    restarts = 0
+    while pending:
+        if restarts > MAX_POOL_RESTARTS:
+            log.warning(
+                "rebuild: pool failed %d times; %d shards run serially", restarts, len(pending)
+            )
+            while pending:
+                done(_serial(conn, pending.popleft()))
+            return
+        pool = reader_pool(
+            pool_options.db_path, pool_options.busy_timeout_ms, min(workers, len(pending))
+        )
+        broken = False
+        in_flight: dict[Future[ShardResult], ShardJob] = {}
+        try:
+            while in_flight or (pending and not broken):
+                while pending and not broken and len(in_flight) < workers * IN_FLIGHT_PER_WORKER:
+                    job = pending.popleft()
+                    try:
+                        in_flight[pool.submit(shard_function, job)] = job
+                    except BrokenProcessPool:
+                        pending.appendleft(job)
+                        broken = True
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = in_flight.pop(future)
+                    try:
+                        done(future.result())
+                    except Exception as exc:
+                        # A dead process breaks the whole pool: every shard in flight lands here.
+                        broken = broken or isinstance(exc, BrokenProcessPool)
+                        done(_fallback(conn, job, exc))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if broken:
+            restarts += 1
+
+
+def run_shards(
+    conn: sqlite3.Connection,
+    db_path: Path,
+    jobs: Sequence[ShardJob],
+    *,
+    parallel: bool,
+    workers: int,
+    busy_timeout_ms: int,
+    on_shard: Callable[[ShardResult], None] | None = None,
+    shard_function: ShardFunction = worker_shard,
+) -> tuple[list[ShardResult], int]:
+    """Every job's result, in job order, and the worker processes used (0: serial).
+
+    `on_shard(result)` is called as each shard finishes; `shard_function` is the worker-side
+    computation (tests swap in one that fails). Serial runs compute here, on `conn`.
+    """
+    by_index: dict[int, ShardResult] = {}
+
+    def done(shard: ShardResult) -> None:
+        by_index[shard.index] = shard
+        if on_shard is not None:
+            on_shard(shard)
+
+    used = workers if parallel and workers > 1 and len(jobs) > 1 else 0
+    if used:
+        _parallel(conn, _Pool(db_path, busy_timeout_ms, workers), jobs, done, shard_function)
+    else:
+        for job in jobs:
+            done(_serial(conn, job))
+    return [by_index[job.index] for job in jobs], used
