@@ -163,7 +163,27 @@ def _rebuild(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-publish", action="store_true",
         help="write the features to SQLite only (default: also publish every wallet's 30-day "
-        "FeatureSet for reclassification, which needs a broker)",
+        "FeatureSet for reclassification, which needs a broker; a backfill publishes each day's "
+        "after writing it, so past days get classifications too)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from", dest="from_day", metavar="DATE",
+        help="backfill past days from DATE (YYYY-MM-DD, a UTC day; a time T means its UTC day), "
+        "each as of its end, 23:59:59 UTC, oldest first; with --to, not with --as-of",
+    )  # fmt: skip
+    parser.add_argument(
+        "--to", dest="to_day", metavar="DATE",
+        help="the last day of the backfill, included; a day that has ended (yesterday at latest)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true",
+        help="backfill: recompute the days already done too (default: skip them, so a killed "
+        "backfill resumes where it stopped)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="backfill: list the days, each with its active wallets and what would be done; "
+        "write nothing",
     )  # fmt: skip
 
 
@@ -328,7 +348,11 @@ COMMANDS: dict[str, Command] = {
         "vetoes it.",
     ),
     "rebuild": Command(
-        "run the authoritative daily rebuild now", _rebuild, "streams.cli.rebuild:command_rebuild"
+        "run the authoritative daily rebuild now, or backfill past days (--from/--to)",
+        _rebuild, "streams.cli.rebuild:command_rebuild",
+        "A backfill rebuilds each day as of its last second, 23:59:59 UTC, and records it in the\n"
+        "same transaction as its rows: days already done are skipped (unless --force), so a\n"
+        "killed backfill resumes where it stopped. --dry-run shows the plan first.",
     ),
     "publish": Command(
         "produce discovery or trade events, all validated before the first send",
