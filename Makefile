@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast lint format typecheck bench clean
+.PHONY: help setup tools run test test-fast lint format typecheck bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,16 +18,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the project with its dev tools
 
+tools:  ## install what the alert tests run (Debian's prometheus: promtool, the server) if missing
+	@sh config/prometheus/install-tools.sh
+
 run: $(STAMP)  ## run the whole pipeline on a built-in demo (embedded broker unless PERSONAS_BROKER is set)
 	$(BIN)/personas demo
 
-test: $(STAMP)  ## lint, type-check, then the whole test suite (slow broker tests included)
+test: $(STAMP) tools  ## lint, type-check, then the whole test suite (slow broker tests included)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## the tests that need no broker
+test-fast: $(STAMP) tools  ## the tests that need no broker
 	$(BIN)/python -m pytest -m 'not slow'
 
 lint: $(STAMP)  ## ruff

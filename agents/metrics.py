@@ -66,3 +66,10 @@ class AgentMetrics:
             "personas_rebuild_rows", "Feature rows written by the last daily rebuild.",
             registry=registry,
         )  # fmt: skip
+        # Set by the worker when a daily rebuild succeeded (streams/app.py); the alert on a missed
+        # rebuild compares it with the time (config/prometheus/alerts.yml).
+        self.rebuild_last_success = Gauge(
+            "personas_rebuild_last_success_timestamp_seconds",
+            "Unix time the worker's last successful daily rebuild finished; 0 before its first.",
+            registry=registry,
+        )  # fmt: skip

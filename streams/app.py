@@ -107,6 +107,7 @@ def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
             return
         runtime.health.clear("rebuild")
         runtime.health.progressed("rebuild")
+        runtime.metrics.rebuild_last_success.set_to_current_time()
 
 
 def _register_lag_monitor(app: faust.App, runtime: Runtime, bootstrap: str) -> None:

@@ -3,7 +3,9 @@
 Independent of Faust: it measures from the outside exactly what `personas lag` shows (same code,
 same status rule, see `streams.ops.lag`), so /metrics, /health and the command line agree. STOP
 is judged by the members' sessions, as there: a worker that exited is STOP within its session
-timeout, also when the broker still lists it.
+timeout, also when the broker still lists it. Each group's status is also a gauge
+(`personas_consumer_group_status`, encoded by `streams.metrics.GROUP_STATUS_VALUES`), which the
+shipped alert rules (config/prometheus/alerts.yml) read.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 
 from config.settings import Settings
 from streams.health import Health
-from streams.metrics import Metrics
+from streams.metrics import GROUP_STATUS_VALUES, Metrics
 from streams.ops.lag import GroupLag, collect_lag
 from streams.topics import worker_groups
 
@@ -31,8 +33,9 @@ UNHEALTHY = frozenset(MEANING)
 
 
 def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None:
-    """Publish one sample: gauges per group/partition, a Health problem per unhealthy group."""
+    """Publish one sample: the lag and status gauges, a Health problem per unhealthy group."""
     for group in groups:
+        metrics.consumer_group_status.labels(group.group).set(GROUP_STATUS_VALUES[group.status])
         for part in group.partitions:
             labels = (group.group, part.topic, str(part.partition))
             metrics.consumer_lag_messages.labels(*labels).set(part.lag_messages)
@@ -60,6 +63,8 @@ async def monitor_lag(
     """
     previous: dict[str, GroupLag] = {}
     own = worker_groups(settings)
+    # The dead-letter alert needs every topic's counter from the start (see the method).
+    metrics.expect_dead_letters(settings.topics.partitions())
     while True:
         try:
             groups = await collect_lag(bootstrap, settings, own, previous)

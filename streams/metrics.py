@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Gauge
 
 from agents.metrics import AgentMetrics
 
-__all__ = ["Metrics"]
+__all__ = ["GROUP_STATUS_VALUES", "Metrics"]
+
+#: `personas_consumer_group_status` encodes a group's status as its severity (the order of
+#: `streams.ops.lag.SEVERITY`; a test keeps the two equal). One number per group, so an alert is
+#: a threshold (`>= 2`: STALL, STOP or ERR, what makes /health unhealthy) and `max` over workers
+#: that sample the same group is the worst status any of them saw.
+GROUP_STATUS_VALUES: dict[str, int] = {"OK": 0, "WARN": 1, "STALL": 2, "STOP": 3, "ERR": 4}
 
 
 class Metrics(AgentMetrics):
@@ -24,3 +32,24 @@ class Metrics(AgentMetrics):
             "Age of the oldest unconsumed message, per group and partition.",
             ["group", "topic", "partition"], registry=registry,
         )  # fmt: skip
+        self.consumer_group_status = Gauge(
+            "personas_consumer_group_status",
+            "Status of the group at the last lag sample: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERR.",
+            ["group"], registry=registry,
+        )  # fmt: skip
+        # The daily-rebuild alert's grace period: a worker that has not rebuilt yet is judged
+        # from its start, not from 1970.
+        self.worker_start_time = Gauge(
+            "personas_worker_start_time_seconds", "Unix time the worker started.",
+            registry=registry,
+        )  # fmt: skip
+        self.worker_start_time.set_to_current_time()
+
+    def expect_dead_letters(self, topics: Iterable[str]) -> None:
+        """Export `personas_dead_letters_total` at 0 for each source topic.
+
+        A labelled counter appears only at its first increment, and `rate()` cannot see the step
+        from nothing to 1: the first dead letter of a topic would never fire the alert.
+        """
+        for topic in topics:
+            self.dead_letters.labels(topic)
