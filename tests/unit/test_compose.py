@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "topics", "worker"}
+    assert set(compose["services"]) == {"kafka", "topics", "worker", "prometheus", "grafana"}
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
     assert compose["services"]["topics"]["image"] == compose["services"]["kafka"]["image"]
 
@@ -71,3 +74,83 @@ def test_dockerfile_builds_the_worker() -> None:
         assert f"COPY {package} ./{package}" in text
     port = load_settings(env={}).worker.web_port
     assert f"EXPOSE {port}" in text
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's bind mounts of repository files, host path (relative) → container path; each
+    file or directory must exist in the repository."""
+    mounts = {}
+    for volume in service["volumes"]:
+        source, _, rest = volume.partition(":")
+        if not source.startswith("./"):
+            continue  # a named volume
+        target, _, mode = rest.partition(":")
+        assert mode == "ro", volume
+        assert (ROOT / source).exists(), f"{source} is mounted but not in the repository"
+        mounts[source.removeprefix("./")] = target
+    return mounts
+
+
+def _named_volumes(service: dict[str, Any]) -> set[str]:
+    return {v.partition(":")[0] for v in service["volumes"] if not v.startswith((".", "/"))}
+
+
+def test_prometheus_scrapes_the_worker_and_loads_the_shipped_alerts(
+    compose: dict[str, Any],
+) -> None:
+    service = compose["services"]["prometheus"]
+    mounts = _mounts(service)
+    assert set(mounts) == {"config/prometheus/prometheus.yml", "config/prometheus/alerts.yml"}
+    assert f"--config.file={mounts['config/prometheus/prometheus.yml']}" in service["command"]
+    config = yaml.safe_load((ROOT / "config/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == [mounts["config/prometheus/alerts.yml"]]
+    [job] = config["scrape_configs"]
+    port = load_settings(env={}).worker.web_port
+    assert job["static_configs"] == [{"targets": [f"worker:{port}"]}]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert "worker" in service["depends_on"]
+    assert "9090:9090" in service["ports"]
+    storage = next(arg for arg in service["command"] if arg.startswith("--storage.tsdb.path="))
+    assert f"prometheus-data:{storage.partition('=')[2]}" in service["volumes"]
+    assert _named_volumes(service) <= set(compose["volumes"])
+
+
+def test_grafana_provisions_the_datasource_and_the_dashboard(compose: dict[str, Any]) -> None:
+    service = compose["services"]["grafana"]
+    mounts = _mounts(service)
+    assert mounts["config/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboards = mounts["config/grafana/dashboards"]
+    provisioning = ROOT / "config/grafana/provisioning"
+    [datasources] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert datasources["type"] == "prometheus"
+    assert datasources["url"] == "http://prometheus:9090"  # the prometheus service
+    [provider] = yaml.safe_load((provisioning / "dashboards/personas.yml").read_text())["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"] == dashboards
+    home = service["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{dashboards}/personas.json"
+    assert json.loads((ROOT / "config/grafana/dashboards/personas.json").read_text())["panels"]
+    assert "prometheus" in service["depends_on"]
+    assert "3000:3000" in service["ports"]
+    assert _named_volumes(service) <= set(compose["volumes"])
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    """`config -q` validates the file against the Compose schema (no engine needed)."""
+    if shutil.which("docker-compose"):
+        command = ["docker-compose", "config", "-q"]
+    elif (
+        shutil.which("docker")
+        and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        command = ["docker", "compose", "config", "-q"]
+    else:
+        pytest.skip("neither docker-compose nor `docker compose`: apt-get install docker-compose")
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
