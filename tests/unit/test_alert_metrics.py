@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from agents import rebuild_agent
 from config.settings import Settings
-from streams import app as app_module
 from streams.app import build_app
 from streams.health import Health
 from streams.lag_monitor import record_lag
@@ -95,7 +95,7 @@ def test_the_daily_rebuild_sets_its_success_time_only_when_it_succeeded(
             raise RuntimeError("disk full")
 
     monkeypatch.setattr(runtime, "context", context)
-    monkeypatch.setattr(app_module.rebuild_agent, "daily_rebuild", rebuild)
+    monkeypatch.setattr(rebuild_agent, "daily_rebuild", rebuild)
     before = time.time()
     loop.run_until_complete(daily_rebuild())
     value = runtime.metrics.rebuild_last_success._value.get()
