@@ -109,7 +109,7 @@ async def _publish(
 ) -> None:
     settings, metrics = context.settings, context.metrics
     outcomes = [outcome for job in await asyncio.gather(*computing) for outcome in job]
-    receipts, rows, insufficient = [], [], 0
+    receipts, rows, insufficient, invalid = [], [], 0, len(rejected)
     now = context.clock()
     for (message, discovery), outcome in zip(accepted, outcomes, strict=True):
         wallet = discovery.proxy_wallet
@@ -134,7 +134,8 @@ async def _publish(
     await context.dead_letter(rejected)
     metrics.on_demand_features.labels("success").inc(len(receipts))
     metrics.on_demand_features.labels("insufficient").inc(insufficient)
-    metrics.on_demand_features.labels("error").inc(len(rejected))
+    metrics.on_demand_features.labels("rejected").inc(invalid)
+    metrics.on_demand_features.labels("error").inc(len(rejected) - invalid)
 
 
 def _log_insufficient(wallet: str, outcome: Outcome, context: AgentContext) -> None:

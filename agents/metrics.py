@@ -23,7 +23,7 @@ class AgentMetrics:
             "personas_on_demand_features", "Discoveries handled by the feature agent, by outcome.",
             ["status"], registry=registry,
         )  # fmt: skip
-        for status in ("success", "insufficient", "error"):
+        for status in ("success", "insufficient", "rejected", "error"):
             self.on_demand_features.labels(status)
         self.on_demand_duration = Histogram(
             "personas_on_demand_features_duration_seconds",

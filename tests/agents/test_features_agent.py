@@ -88,7 +88,8 @@ async def test_every_outcome_of_a_batch(
     assert letters[0]["reason"].startswith("proxy_wallet:")
     assert letters[1]["error"] == "FeatureComputeError" and BROKEN in letters[1]["reason"]
     metrics = context.metrics.on_demand_features
-    assert [counter(metrics, s) for s in ("success", "insufficient", "error")] == [1, 1, 2]
+    outcomes = ("success", "insufficient", "rejected", "error")
+    assert [counter(metrics, s) for s in outcomes] == [1, 1, 1, 1]
 
 
 async def test_the_gate_is_the_one_setting(
