@@ -153,7 +153,8 @@ def lineage(message: Message) -> Lineage:
         redrives = int(found[REDRIVES_HEADER])
         letter = found.get(LETTER_HEADER)
         redriven = Address.parse(letter.decode()) if letter is not None else None
-    except (KeyError, ValueError, UnicodeDecodeError):
+    # A header without a value (None) or of another type is as unreadable as a malformed one.
+    except (KeyError, ValueError, UnicodeDecodeError, AttributeError, TypeError):
         return itself
     if origin.topic != message.topic or redrives < 1:
         return itself
