@@ -213,21 +213,33 @@ def running_broker(settings: Settings) -> str:
 def _write_run_file(path: Path, bootstrap: str) -> None:
     record = {"bootstrap": bootstrap, "pid": os.getpid(), "started_at": time.time()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(record))
+    # Written aside, then renamed: a reader never sees half a record.
+    aside = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    aside.write_bytes(orjson.dumps(record))
+    aside.replace(path)
+
+
+def _remove_own_run_file(path: Path) -> None:
+    """Remove the run file if it still records this process (another may have taken it over)."""
+    try:
+        record = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return
+    if record.get("pid") == os.getpid():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 @contextlib.contextmanager
-def _embedded(settings: Settings, port: int = 0) -> Iterator[str]:
+def _embedded(settings: Settings, port: int = 0) -> Iterator[EmbeddedBroker]:
     """An embedded broker recorded in the run file; both gone on exit."""
     broker = EmbeddedBroker(log_path=settings.database.path.parent / "broker.log", port=port)
     run_file = run_file_path(settings)
     try:
-        bootstrap = broker.start()
-        _write_run_file(run_file, bootstrap)
-        yield bootstrap
+        _write_run_file(run_file, broker.start())
+        yield broker
     finally:
-        with contextlib.suppress(OSError):
-            run_file.unlink()
+        _remove_own_run_file(run_file)
         broker.stop()
 
 
@@ -250,10 +262,12 @@ def serve_broker(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with _embedded(settings, port) as bootstrap:
+        with _embedded(settings, port) as broker:
             if on_ready is not None:
-                on_ready(bootstrap, run_file_path(settings))
+                on_ready(broker.bootstrap, run_file_path(settings))
             while not stop:
+                if broker.process is None or broker.process.poll() is not None:
+                    raise BrokerError(f"the embedded broker exited; see {broker.log_path}")
                 time.sleep(0.2)
     finally:
         for sig, handler in previous.items():
@@ -270,5 +284,5 @@ def broker_for(settings: Settings, *, start_embedded: bool = True) -> Iterator[s
     if not start_embedded:
         yield running_broker(settings)  # raises, naming the ways to get a broker
         return
-    with _embedded(settings) as bootstrap:
-        yield bootstrap
+    with _embedded(settings) as broker:
+        yield broker.bootstrap

@@ -97,3 +97,17 @@ def test_a_second_broker_is_refused(
     )  # fmt: skip
     assert second.returncode == 1
     assert "a broker is already there" in second.stderr
+
+
+def test_a_broker_that_dies_ends_the_command_and_frees_the_run_file(
+    broker: subprocess.Popen[bytes], own_env: dict[str, str]
+) -> None:
+    settings = load_settings(env=own_env)
+    wait_until(lambda: find_running_broker(settings) is not None, 20, "the broker's run file")
+    tansu = subprocess.run(
+        ["pgrep", "-P", str(broker.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(tansu) == 1
+    os.kill(int(tansu[0]), signal.SIGKILL)
+    assert broker.wait(15) == 1
+    assert not run_file_path(settings).exists()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agents.core.errors import BrokerError
@@ -66,3 +68,12 @@ def test_a_broker_that_does_not_start_points_at_its_log(
     with pytest.raises(BrokerError, match=r"exited with status 3.*broker\.log"):
         EmbeddedBroker(log_path=log).start()
     assert "cannot bind" in log.read_text()
+
+
+def test_a_run_file_taken_over_by_another_process_is_left_alone(tmp_path: Path) -> None:
+    settings = load_settings(env={"PERSONAS_DB": str(tmp_path / "p.db")})
+    with broker_for(settings):
+        path = run_file_path(settings)
+        theirs = {"bootstrap": "127.0.0.1:1", "pid": os.getpid() + 1, "started_at": 0}
+        path.write_bytes(orjson.dumps(theirs))
+    assert orjson.loads(path.read_bytes()) == theirs  # not ours any more: not removed
