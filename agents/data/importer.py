@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from agents.core.codec import MAX_MESSAGE_BYTES, loads, validate
+from agents.core.codec import decode, validate
 from agents.core.errors import InvalidMessage
 from agents.core.records import Market, Trade
 from agents.store import insert_markets, insert_trade_rows, trade_row
@@ -83,15 +83,6 @@ def _coerce_csv(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _parse_json_line(text: str) -> dict[str, Any]:
-    if len(text) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage("<line>", f"longer than {MAX_MESSAGE_BYTES} bytes")
-    data = loads(text)
-    if not isinstance(data, dict):
-        raise InvalidMessage("<json>", "expected a JSON object")
-    return data
-
-
 def read_records(
     path: Path, model: type[ModelT], errors: list[RowError]
 ) -> Iterator[tuple[int, ModelT | None]]:
@@ -103,13 +94,19 @@ def read_records(
             rows = _csv_rows(handle, model.model_fields)
         else:
             rows = ((number, text) for number, text in enumerate(handle, 1) if text.strip())
-        parse: Callable[[Any], dict[str, Any]] = _coerce_csv if is_csv else _parse_json_line
         for line, raw in rows:
             try:
-                yield line, validate(model, parse(raw))
+                yield line, _parse(model, raw, is_csv)
             except InvalidMessage as exc:
                 errors.append(RowError(line, exc.field, exc.reason))
                 yield line, None
+
+
+def _parse(model: type[ModelT], raw: Any, is_csv: bool) -> ModelT:
+    if is_csv:
+        return validate(model, _coerce_csv(raw))
+    # A JSON line is decoded as a message on the topic is: the same checks, the same size limit.
+    return decode(model, str(raw).encode())
 
 
 def import_trades(
