@@ -1,7 +1,8 @@
 """What the agents count: the Prometheus metrics of ingest, features, classifier and rebuild.
 
-They live in the registry they are given, beside the worker's own (broker, lag) in
-`streams.metrics.Metrics`; the README lists them all.
+They live in the registry they are given: in a worker, the one of `streams.metrics.Metrics`,
+which adds the lag monitor's, and to which the broker guard (`streams.offset_guard`) adds its
+own; the README lists them all.
 """
 
 from __future__ import annotations
