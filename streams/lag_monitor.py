@@ -19,7 +19,7 @@ from streams.metrics import GROUP_STATUS_VALUES, Metrics
 from streams.ops.lag import GroupLag, collect_lag
 from streams.topics import worker_groups
 
-__all__ = ["UNHEALTHY", "monitor_lag", "record_lag"]
+__all__ = ["monitor_lag", "record_lag"]
 
 log = logging.getLogger("personas.lag")
 
@@ -29,7 +29,7 @@ MEANING = {
     "STOP": "no live member: nobody is consuming",
     "ERR": "committed offset beyond the log end: the log was lost, replay the group",
 }
-UNHEALTHY = frozenset(MEANING)
+_UNHEALTHY = frozenset(MEANING)
 
 
 def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None:
@@ -41,7 +41,7 @@ def record_lag(groups: list[GroupLag], metrics: Metrics, health: Health) -> None
             metrics.consumer_lag_messages.labels(*labels).set(part.lag_messages)
             metrics.consumer_lag_seconds.labels(*labels).set(part.lag_seconds)
         component = f"lag:{group.group}"
-        if group.status in UNHEALTHY:
+        if group.status in _UNHEALTHY:
             worst = max(group.partitions, key=lambda p: p.lag_seconds, default=None)
             detail = "" if worst is None else (
                 f" ({worst.topic}[{worst.partition}] committed {worst.committed}, "

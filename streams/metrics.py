@@ -7,14 +7,15 @@ from collections.abc import Iterable
 from prometheus_client import Gauge
 
 from agents.metrics import AgentMetrics
+from streams.ops.lag import SEVERITY
 
 __all__ = ["GROUP_STATUS_VALUES", "Metrics"]
 
-#: `personas_consumer_group_status` encodes a group's status as its severity (the order of
-#: `streams.ops.lag.SEVERITY`; a test keeps the two equal). One number per group, so an alert is
-#: a threshold (`>= 2`: STALL, STOP or ERR, what makes /health unhealthy) and `max` over workers
-#: that sample the same group is the worst status any of them saw.
-GROUP_STATUS_VALUES: dict[str, int] = {"OK": 0, "WARN": 1, "STALL": 2, "STOP": 3, "ERR": 4}
+#: `personas_consumer_group_status` encodes a group's status as its severity, the order
+#: `streams.ops.lag` ranks statuses by. One number per group, so an alert is a threshold
+#: (`>= 2`: STALL, STOP or ERR, what makes /health unhealthy) and `max` over workers that sample
+#: the same group is the worst status any of them saw.
+GROUP_STATUS_VALUES: dict[str, int] = SEVERITY
 
 
 class Metrics(AgentMetrics):

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from config.settings import DLQ_SUFFIX, Settings, dlq_name
+from config.settings import Settings, dlq_name
 
 __all__ = [
-    "DLQ_SUFFIX",
     "STAGES",
     "TopicSpec",
     "dlq_name",
     "ensure_topics",
+    "redrive_group",
     "stage_group",
+    "stage_topics",
     "topic_specs",
     "worker_groups",
 ]
@@ -32,9 +33,23 @@ def stage_group(app_id: str, stage: str) -> str:
     return f"{app_id}-{stage}"
 
 
+def stage_topics(settings: Settings) -> dict[str, str]:
+    """The topic each agent consumes, by stage, in the order of STAGES."""
+    topics = settings.topics
+    by_stage = {
+        "ingest": topics.trades, "features": topics.discovered, "classifier": topics.features,
+    }  # fmt: skip
+    return {stage: by_stage[stage] for stage in STAGES}
+
+
 def worker_groups(settings: Settings) -> list[str]:
     """Every consumer group a worker commits offsets in: one per agent."""
     return [stage_group(settings.worker.app_id, stage) for stage in STAGES]
+
+
+def redrive_group(settings: Settings) -> str:
+    """The consumer group that remembers which dead letters `personas dlq redrive` sent back."""
+    return f"{settings.worker.app_id}-dlq-redrive"
 
 
 @dataclass(frozen=True)

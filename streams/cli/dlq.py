@@ -114,11 +114,18 @@ def _print_redrive(report: RedriveReport) -> None:
         print(f"re-drove {count:,} message(s) to {target}")
     if not report.sent:
         print("nothing to re-drive")
-    if report.superseded:
-        print(f"{report.superseded:,} letter(s) skipped: re-driven before and dead-lettered "
-              "again, their newer letter is the one re-driven")  # fmt: skip
-    if report.left:
-        print(f"{report.left:,} dead letter(s) left in place (filtered out or unreadable)")
+    if report.already_redriven:
+        print(f"{report.already_redriven:,} letter(s) skipped: re-driven before and "
+              "dead-lettered again, their newer letter is the one re-driven")  # fmt: skip
+    if report.copies:
+        print(f"{report.copies:,} copy letter(s) skipped: the same letter again, sent twice by "
+              "a worker stopped before its commit")  # fmt: skip
+    if report.unreadable:
+        print(f"{report.unreadable:,} unreadable letter(s) skipped: not dead-letter envelopes, "
+              "never re-driven (`personas dlq list` lists them)")  # fmt: skip
+    if report.left_behind:
+        print(f"{report.left_behind:,} dead letter(s) left for a later run (--reason filtered "
+              "them out)")  # fmt: skip
 
 
 def _text(raw: bytes | None, name: str) -> dict[str, Any]:

@@ -40,22 +40,25 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from config.settings import Settings
-from streams.ops.offsets import (
+from agents.core.errors import InvalidMessage
+from config.settings import Settings, dlq_name
+from streams.ops.groups import (
     GroupInfo,
+    describe_group,
+    list_groups,
+    live_members_of,
+    session_checked,
+)
+from streams.ops.offsets import (
     LogRange,
     admin_client,
     committed_offsets,
-    describe_group,
-    expire_sessions,
-    list_groups,
     log_ranges,
     reader,
     record_at,
 )
-from streams.topics import dlq_name, worker_groups
+from streams.topics import redrive_group, worker_groups
 
 __all__ = [
     "GroupLag",
@@ -75,9 +78,6 @@ SEVERITY: dict[str, int] = {"OK": 0, "WARN": 1, "STALL": 2, "STOP": 3, "ERR": 4}
 
 WARN_AFTER_S = 60.0
 STALL_AFTER_S = 60.0
-
-# Group states in which no consumer is a member, whatever else the description lists.
-NO_CONSUMER_STATES = frozenset({"Empty", "Dead"})
 
 
 @dataclass(frozen=True)
@@ -164,11 +164,11 @@ def partition_status(
 
 
 def live_member_count(info: GroupInfo) -> int:
-    """The members the group's description lists, 0 in a state that has none (Empty, Dead).
+    """How many members `live_members_of` counts live in the group's description.
 
     Live only when read after the session check (`collect_lag` does): see `partition_status`.
     """
-    return 0 if info.state in NO_CONSUMER_STATES else len(info.members)
+    return len(live_members_of(info))
 
 
 def partitions_to_measure(
@@ -198,27 +198,33 @@ def _candidate_topics(settings: Settings, info: GroupInfo) -> list[str]:
     return sorted({*sources, *(dlq_name(topic) for topic in sources), *info.topics})
 
 
-async def _session_checked(admin: AIOKafkaAdminClient, info: GroupInfo) -> GroupInfo:
-    """`info` again, after the broker dropped the members silent past their session timeout
-    (`expire_sessions`; `partition_status` says why this is needed)."""
-    if not info.members:  # to a group it does not know, the embedded broker would create one
-        return info
-    await expire_sessions(admin, info.group)
-    return await describe_group(admin, info.group)
+def _check_known(requested: Sequence[str], on_broker: Sequence[str], settings: Settings) -> None:
+    """InvalidMessage (exit 2) naming our groups when a requested group is unknown to the broker
+    and none of ours: a typo must not read as "no committed offsets"."""
+    ours = [*worker_groups(settings), redrive_group(settings)]
+    for name in requested:
+        if name not in on_broker and name not in ours:
+            raise InvalidMessage(
+                "--group", f"unknown group {name!r}: not on the broker and none of ours "
+                f"({', '.join(ours)})",
+            )  # fmt: skip
 
 
 async def _groups_to_read(
     bootstrap: str, settings: Settings, groups: Sequence[str] | None
 ) -> tuple[list[str], dict[str, GroupInfo]]:
     """The groups to report, in order (the worker's own first unless `groups` names them), each
-    described with its live members."""
+    described with its live members (`session_checked`; `partition_status` says why)."""
     async with admin_client(bootstrap, settings) as admin:
-        names = list(groups) if groups else await list_groups(admin)
-        if not groups:
+        on_broker = await list_groups(admin)
+        if groups:
+            _check_known(groups, on_broker, settings)
+            names = list(groups)
+        else:
             own = worker_groups(settings)
-            names = own + [name for name in names if name not in own]
+            names = own + [name for name in on_broker if name not in own]
         infos = {
-            name: await _session_checked(admin, await describe_group(admin, name)) for name in names
+            name: await session_checked(admin, await describe_group(admin, name)) for name in names
         }
     return names, infos
 

@@ -7,17 +7,14 @@ command goes through these helpers instead:
   partition's high watermark from the fetch response (`consumer.highwater`);
 - offsets by time: `offsets_for_times` always answers 0 → binary search on record timestamps;
 - committed offsets: `list_consumer_group_offsets` fails → a group consumer's OffsetFetch;
-- live members: the embedded broker checks a group's sessions only when a request for that group
-  comes in (join, heartbeat, leave), and a member that was its group's first (generation 0
-  there) exits without a LeaveGroup (aiokafka sends none at generation 0), so a stopped worker
-  is listed for ever (measured: still "Stable" 30 s later) → `live_members` sends a heartbeat
-  from no member, which runs the check without touching live members (Kafka expires sessions by
-  itself and answers UNKNOWN_MEMBER_ID), until the stopped members' sessions are over;
+- live members: the embedded broker keeps a stopped worker listed until a request for its group
+  makes it check sessions → `live_members` and `session_checked` (`streams.ops.groups`, whose
+  names are exported here too) have it check, without touching live members;
 - moving an idle group's offsets: once no member is listed, a commit from outside the group
   (`commit_outside`, what `kafka-consumer-groups --reset-offsets` does) is accepted by both, and
-  rejected by both while a member is listed, so it never lands under a consumer. `assign()` +
-  commit was measured rejected only because a stopped member was still listed. A job that must
-  consume as well as commit (the re-drive, the offset guard) joins with `subscribe` instead
+  rejected by both while a member is listed, so it never lands under a consumer. An `assign()`
+  consumer's commit is refused the same way while a stopped member is still listed. A job that
+  must consume as well as commit (the re-drive, the offset guard) joins with `subscribe` instead
   (`joined_member`).
 """
 
@@ -27,21 +24,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
-from aiokafka.protocol.group import HeartbeatRequest
 from aiokafka.structs import ConsumerRecord
 
-from agents.core.errors import BrokerError, InvalidMessage
+from agents.core.errors import BrokerError
 from config.settings import Settings
+from streams.ops.groups import (
+    GroupInfo,
+    Liveness,
+    describe_group,
+    expire_sessions,
+    list_groups,
+    live_members,
+    live_members_of,
+    session_checked,
+)
 
 __all__ = [
     "GroupInfo",
@@ -56,23 +61,18 @@ __all__ = [
     "joined_member",
     "list_groups",
     "live_members",
+    "live_members_of",
     "log_ranges",
     "offset_for_time",
     "quiet_clients",
     "reader",
     "record_at",
-    "topic_partitions",
+    "session_checked",
 ]
-
-log = logging.getLogger("personas.offsets")
 
 # A fetch answers at once when data is there; when it is not, waiting longer only slows us down.
 FETCH_WAIT_MS = 100
 PROBE_TIMEOUT_S = 10.0
-# A stopped member is dropped once its session has passed with no heartbeat; the margin covers a
-# heartbeat sent just before it stopped and the broker's timer. Checked every EXPIRY_POLL_S.
-EXPIRY_MARGIN_S = 1.0
-EXPIRY_POLL_S = 0.5
 
 
 def quiet_clients(verbose: bool = False) -> None:
@@ -87,16 +87,6 @@ class LogRange:
 
     start: int
     end: int
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    """What the broker says about a group: state, member ids and the topics they were assigned."""
-
-    group: str
-    state: str
-    members: tuple[str, ...] = ()
-    topics: frozenset[str] = field(default_factory=frozenset)
 
 
 class _FaustProtocol(RoundRobinPartitionAssignor):  # type: ignore[misc]
@@ -162,14 +152,6 @@ async def admin_client(bootstrap: str, settings: Settings) -> AsyncIterator[AIOK
         yield admin
     finally:
         await admin.close()
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of `topic`; InvalidMessage (exit 2) when the topic does not exist."""
-    if topic not in await consumer.topics():
-        raise InvalidMessage("--topic", f"no topic {topic!r} on the broker")
-    partitions = consumer.partitions_for_topic(topic) or set()
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
 async def log_ranges(
@@ -242,94 +224,6 @@ async def committed_offsets(
     wanted = list(partitions)
     async with reader(bootstrap, settings, group) as consumer:
         return {tp: await consumer.committed(tp) for tp in wanted}
-
-
-async def list_groups(admin: AIOKafkaAdminClient) -> list[str]:
-    """Every consumer group the broker knows."""
-    return sorted(str(row[0]) for row in await admin.list_consumer_groups())
-
-
-async def describe_group(admin: AIOKafkaAdminClient, group: str) -> GroupInfo:
-    """State, members and assigned topics of `group` (members may be stale: see the module doc)."""
-    responses = await admin.describe_consumer_groups([group])
-    for response in responses:
-        for row in response.groups:
-            error_code, group_id, state, _protocol_type, _protocol, members = row[:6]
-            if group_id != group or error_code:
-                continue
-            topics: set[str] = set()
-            for member in members:
-                raw = member[4]
-                if raw:
-                    try:
-                        assignment = ConsumerProtocolMemberAssignment.decode(raw)
-                        topics.update(topic for topic, _ in assignment.assignment)
-                    except Exception:  # an assignment we cannot decode names no topic
-                        continue
-            ids = tuple(str(member[0]) for member in members)
-            return GroupInfo(group, str(state), ids, frozenset(topics))
-    return GroupInfo(group, "Unknown")
-
-
-async def expire_sessions(admin: AIOKafkaAdminClient, group: str) -> None:
-    """Have the group's coordinator drop the members whose session is over; live ones stay.
-
-    A heartbeat from no member ("" at generation -1), as `personas lag` sends: every broker
-    refuses it (unknown member) and changes nothing, except that the embedded broker first
-    applies the session timeout to the members it lists, as on any member's heartbeat. No live
-    member is touched, so nobody rebalances. Send it only to a group that lists members: for a
-    group it does not know, the embedded broker would create an empty one.
-    """
-    try:
-        coordinator = await admin.find_coordinator(group)
-        # aiokafka's admin client has no heartbeat call: this is the path its own calls take.
-        await admin._send_request_to_node(coordinator, HeartbeatRequest(group, -1, ""))
-    except KafkaError as exc:  # the describe that follows is then all there is to go on
-        log.debug("session check of group %s failed: %s", group, exc)
-
-
-@dataclass(frozen=True)
-class Liveness:
-    """A group's members: `listed` at first, `live` once stopped members' sessions were over."""
-
-    group: GroupInfo
-    listed: tuple[str, ...]
-    waited_s: float
-
-    @property
-    def live(self) -> tuple[str, ...]:
-        return self.group.members
-
-
-async def live_members(
-    admin: AIOKafkaAdminClient,
-    group: str,
-    session_s: float,
-    on_wait: Callable[[GroupInfo, float], None] | None = None,
-) -> Liveness:
-    """The group's members once every stopped one has had `session_s` to expire. Never joins.
-
-    Returns at once when no member is listed, or none is left after one session check; else
-    calls `on_wait(listed, patience_s)` and checks again every EXPIRY_POLL_S until no member is
-    left or `session_s` + EXPIRY_MARGIN_S have passed: members still listed then are live (or
-    stopped, with a session longer than `session_s`).
-    """
-    started = time.monotonic()
-    first = await describe_group(admin, group)
-    info = first
-    if info.members:
-        await expire_sessions(admin, group)
-        info = await describe_group(admin, group)
-    if info.members:
-        patience = session_s + EXPIRY_MARGIN_S
-        if on_wait is not None:
-            on_wait(info, patience)
-        deadline = started + patience
-        while info.members and time.monotonic() < deadline:
-            await asyncio.sleep(EXPIRY_POLL_S)
-            await expire_sessions(admin, group)
-            info = await describe_group(admin, group)
-    return Liveness(info, first.members, time.monotonic() - started)
 
 
 async def commit_outside(

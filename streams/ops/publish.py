@@ -12,6 +12,7 @@ not held in memory. `personas publish` (`streams.cli.publish`) is the command li
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,14 +29,7 @@ from config.settings import Settings
 from streams.producer import publisher
 from streams.topics import ensure_topics
 
-__all__ = [
-    "DiscoveryLine",
-    "PublishReport",
-    "discovery_events",
-    "publish_file",
-    "publish_wallets",
-    "validate_file",
-]
+__all__ = ["PublishReport", "discovery_events", "publish_file", "publish_wallets"]
 
 
 def _optional_time(value: Any) -> int | None:
@@ -94,7 +88,7 @@ def _model(kind: str) -> type[Trade] | type[DiscoveryLine]:
     return Trade if kind == "trades" else DiscoveryLine
 
 
-def validate_file(path: Path, kind: str) -> tuple[int, list[RowError]]:
+def _validate_file(path: Path, kind: str) -> tuple[int, list[RowError]]:
     """Validate every line of `path`; return (data lines, errors)."""
     errors: list[RowError] = []
     lines = sum(1 for _ in read_records(path, _model(kind), errors))
@@ -120,7 +114,8 @@ async def publish_file(
     """
     topic = settings.topics.trades if kind == "trades" else settings.topics.discovered
     report = PublishReport(topic)
-    report.read, errors = validate_file(path, kind)
+    # Reading the whole file would block the event loop of a caller that runs other tasks.
+    report.read, errors = await asyncio.to_thread(_validate_file, path, kind)
     report.errors = [str(error) for error in errors]
     report.rejected = len(errors)
     if errors or report.read == 0:

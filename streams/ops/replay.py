@@ -11,7 +11,7 @@ zone = UTC: the first message at or after it), `offset:N` (clamped into the log)
 (committed + N, negative to go back, clamped). Replays are idempotent downstream: every write is
 an upsert.
 
-A replay is refused (`Refusal`), in this order:
+A replay is refused (`streams.ops.refusals.Refusal`), in this order:
 
     unknown-group   (exit 2) the group is none of ours (`readers`), is not on the broker, and
                     has no offsets on the topic: usually a typo, which would otherwise leave a
@@ -21,8 +21,8 @@ A replay is refused (`Refusal`), in this order:
                     and a broker takes a group's commits only from the members holding its
                     partitions, so any move made now could only be partial
 
-The first two are lifted by `allow_new_group`. Nothing lifts the third (`force` no longer does:
-it half-moved the topic); with `force` the refusal says so. Live members are found from a
+The first two are lifted by `allow_new_group`. Nothing lifts the third, `force` included: with
+`force` the refusal says why (`refusals.members_refusal`). Live members are found from a
 describe of the group, never by joining it (`streams.ops.offsets.live_members`), so checking
 does not make a running worker rebalance; the commit is made from outside the group, which the
 broker refuses, for every partition, if a member has joined since the check.
@@ -30,29 +30,28 @@ broker refuses, for every partition, if a member has joined since the check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.core.errors import InvalidMessage, WalletError
 from agents.core.records import parse_timestamp
-from config.settings import Settings
-from streams.ops.dlq import redrive_group
+from config.settings import Settings, dlq_name
+from streams.ops.groups import GroupInfo, Liveness, list_groups, live_members
 from streams.ops.offsets import (
-    GroupInfo,
     LogRange,
     admin_client,
     commit_outside,
     committed_offsets,
-    list_groups,
-    live_members,
     log_ranges,
     offset_for_time,
     reader,
 )
-from streams.topics import STAGES, dlq_name, stage_group
+from streams.ops.refusals import Refusal, members_refusal, plural, target_refusal
+from streams.topics import redrive_group, stage_group, stage_topics
 
 __all__ = [
     "Move",
@@ -69,10 +68,7 @@ __all__ = [
 ]
 
 TargetKind = Literal["earliest", "latest", "time", "offset", "shift"]
-Reason = Literal["unknown-group", "topic-not-read", "live-members"]
 Say = Callable[[str], None]
-
-ALLOW_NEW = "a new consumer group, or one to start on this topic: pass --allow-new-group"
 
 
 def _quiet(_: str) -> None:
@@ -136,101 +132,14 @@ def resolve_target(
 
 def readers(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The project's consumer groups and the topics each reads: the worker's agents first."""
-    by_stage = {
-        "ingest": settings.topics.trades,
-        "features": settings.topics.discovered,
-        "classifier": settings.topics.features,
-    }
+    app_id = settings.worker.app_id
     groups: dict[str, tuple[str, ...]] = {
-        stage_group(settings.worker.app_id, stage): (by_stage[stage],) for stage in STAGES
+        stage_group(app_id, stage): (topic,) for stage, topic in stage_topics(settings).items()
     }
     groups[redrive_group(settings)] = tuple(
         dlq_name(topic) for topic in settings.topics.partitions()
     )
     return groups
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a replay is not made; `exit_code` is the command's (see the module docstring)."""
-
-    reason: Reason
-    message: str
-
-    @property
-    def option(self) -> str:
-        return {"unknown-group": "--group", "topic-not-read": "--topic"}.get(self.reason, "")
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.reason == "live-members" else 2
-
-    def error(self) -> WalletError:
-        if self.option:
-            return InvalidMessage(self.option, self.message)
-        return WalletError(self.message)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"reason": self.reason, "message": self.message, "exit": self.exit_code}
-
-
-def _read_by(topic: str, groups: Mapping[str, Sequence[str]], holders: Sequence[str]) -> str:
-    names = sorted({*(g for g, topics in groups.items() if topic in topics), *holders})
-    return f"{topic} is read by {', '.join(names)}" if names else f"no group reads {topic}"
-
-
-def _our_groups(groups: Mapping[str, Sequence[str]]) -> str:
-    return ", ".join(f"{group} ({', '.join(topics)})" for group, topics in groups.items())
-
-
-def target_refusal(
-    group: str,
-    topic: str,
-    groups: Mapping[str, Sequence[str]],
-    *,
-    has_offsets: bool,
-    listed: bool,
-    holders: Sequence[str] = (),
-    allow_new_group: bool = False,
-) -> Refusal | None:
-    """Whether `group` may be moved on `topic`: it reads it (`groups`), or has offsets on it.
-
-    `listed`: the broker knows the group; `holders`: other groups with offsets on the topic,
-    named in the refusal with the readers. The refusal's lines after the first say what is known.
-    """
-    if allow_new_group or has_offsets or topic in groups.get(group, ()):
-        return None
-    if group in groups:
-        reason: Reason = "topic-not-read"
-        first = f"{group} reads {', '.join(groups[group])}, not {topic} (and has no offsets on it)"
-    elif listed:
-        reason = "topic-not-read"
-        first = f"group {group} has no offsets on {topic}, and none of our consumers uses it"
-    else:
-        reason = "unknown-group"
-        first = f"unknown group {group!r}: none of ours, not on the broker, no offsets on {topic}"
-    lines = [first, _read_by(topic, groups, holders), f"our groups: {_our_groups(groups)}"]
-    return Refusal(reason, "\n  ".join([*lines, ALLOW_NEW]))
-
-
-def members_refusal(
-    group: str, live: int, checked_s: float, *, force: bool = False
-) -> Refusal | None:
-    """Refuse while `live` members are left after `checked_s` of session checks, even `force`."""
-    if not live:
-        return None
-    lines = [
-        f"group {group} has {_plural(live, 'live member')}, still listed after {checked_s:.0f}s "
-        "of session checks: nothing was moved",
-        "stop its consumers (the worker: Ctrl-C or SIGTERM to `personas run`), then replay",
-    ]
-    if force:
-        lines.append(
-            "--force does not change this: the broker takes this group's commits only from its "
-            "members, so a forced move could only move the partitions none of them holds"
-        )
-    why = "\n  ".join(lines)
-    return Refusal("live-members", why)
 
 
 @dataclass(frozen=True)
@@ -292,10 +201,6 @@ class ReplayPlan:
         }  # fmt: skip
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 async def _offset_holders(
     bootstrap: str, settings: Settings, groups: Sequence[str], tps: Sequence[TopicPartition]
 ) -> list[str]:
@@ -306,6 +211,123 @@ async def _offset_holders(
         if any(offset is not None for offset in committed.values()):
             found.append(name)
     return found
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What every check of one replay needs, and how a refusal is met (raised, or kept)."""
+
+    bootstrap: str
+    settings: Settings
+    group: str
+    topic: str
+    dry_run: bool
+    say: Say
+
+    def refused(self, refusal: Refusal, said: str) -> Refusal:
+        """Raise `refusal` (`Refusal.error()`); with `dry_run`, say it and return it instead."""
+        if not self.dry_run:
+            raise refusal.error()
+        self.say(f"  refused: {said}")
+        return refusal
+
+
+async def _partitions(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    partitions: list[int] | None,
+    known: dict[str, tuple[str, ...]],
+) -> tuple[list[TopicPartition], list[TopicPartition]]:
+    """Every partition of `topic`, and those to move; InvalidMessage (exit 2) for a bad name."""
+    if topic not in await consumer.topics():
+        ours = sorted({topic for topics in known.values() for topic in topics})
+        raise InvalidMessage(
+            "--topic", f"no topic {topic!r} on the broker; ours: {', '.join(ours)}"
+        )
+    numbers = sorted(consumer.partitions_for_topic(topic) or ())
+    everyone = [TopicPartition(topic, p) for p in numbers]
+    if not partitions:
+        return everyone, everyone
+    unknown = sorted(set(partitions) - set(numbers))
+    if unknown:
+        raise InvalidMessage("--partition", f"{topic} has partitions {numbers}, not {unknown}")
+    return everyone, [tp for tp in everyone if tp.partition in set(partitions)]
+
+
+async def _check_target(
+    check: _Check,
+    admin: AIOKafkaAdminClient,
+    known: dict[str, tuple[str, ...]],
+    committed: dict[TopicPartition, int | None],
+    allow_new_group: bool,
+) -> Refusal | None:
+    """Whether the group may be moved on the topic (`target_refusal`)."""
+    group, topic = check.group, check.topic
+    has_offsets = any(offset is not None for offset in committed.values())
+    listed = await list_groups(admin)
+    reads = topic in known.get(group, ())
+    holders: list[str] = []
+    if not (allow_new_group or has_offsets or reads):  # refused: name who reads the topic
+        others = [name for name in listed if name != group]
+        holders = await _offset_holders(check.bootstrap, check.settings, others, list(committed))
+    refusal = target_refusal(
+        group, topic, known, has_offsets=has_offsets, listed=group in listed,
+        holders=holders, allow_new_group=allow_new_group,
+    )  # fmt: skip
+    if refusal is not None:
+        return check.refused(refusal, refusal.reason)
+    if reads:
+        check.say(f"  {group} reads {topic}")
+    elif has_offsets:
+        check.say(f"  {group} has offsets on {topic}")
+    else:
+        check.say(f"  {group} is new to {topic} (--allow-new-group)")
+    return None
+
+
+async def _check_members(
+    check: _Check, admin: AIOKafkaAdminClient, force: bool
+) -> tuple[Liveness, Refusal | None]:
+    """The group's live members (`live_members`), and the refusal while any is left."""
+    group, say = check.group, check.say
+    session_s = check.settings.broker.session_timeout_s
+    say(f"checking for live members of {group} (asking the broker, without joining the group)")
+
+    def waiting(info: GroupInfo, patience_s: float) -> None:
+        say(
+            f"  {plural(len(info.members), 'member')} listed: live, or stopped less than a "
+            f"session ({session_s:g}s) ago; checking again for up to {patience_s:.0f}s"
+        )
+
+    liveness = await live_members(admin, group, session_s, waiting)
+    live = len(liveness.live)
+    refusal = members_refusal(group, live, liveness.waited_s, force=force)
+    if refusal is not None:
+        return liveness, check.refused(refusal, plural(live, "live member"))
+    if liveness.listed:
+        say(f"  none live ({plural(len(liveness.listed), 'stopped member')}, session over)")
+    else:
+        say("  none")
+    return liveness, None
+
+
+async def _moves(
+    consumer: AIOKafkaConsumer,
+    tps: Sequence[TopicPartition],
+    target: Target,
+    committed: dict[TopicPartition, int | None],
+) -> tuple[Move, ...]:
+    """Each partition's move to `target`."""
+    ranges = await log_ranges(consumer, tps)
+    moves = []
+    for tp in tps:
+        span = ranges[tp]
+        found = None
+        if target.kind == "time":
+            found = await offset_for_time(consumer, tp, target.value, span)
+        wanted = resolve_target(target, span, committed[tp], found)
+        moves.append(Move(tp.partition, span.start, span.end, committed[tp], wanted))
+    return tuple(moves)
 
 
 async def plan_replay(
@@ -327,84 +349,18 @@ async def plan_replay(
     with `dry_run` every check runs and the plan carries the refusals. `say` is told each check.
     """
     known = readers(settings)
+    check = _Check(bootstrap, settings, group, topic, dry_run, say)
     say(f"checking group {group} and topic {topic} on the broker at {bootstrap}")
     async with reader(bootstrap, settings) as consumer, admin_client(bootstrap, settings) as admin:
-        existing = await consumer.topics()
-        if topic not in existing:
-            ours = sorted({topic for topics in known.values() for topic in topics})
-            raise InvalidMessage(
-                "--topic", f"no topic {topic!r} on the broker; ours: {', '.join(ours)}"
-            )
-        numbers = sorted(consumer.partitions_for_topic(topic) or ())
-        everyone = [TopicPartition(topic, p) for p in numbers]
-        tps = everyone
-        if partitions:
-            unknown = sorted(set(partitions) - set(numbers))
-            if unknown:
-                raise InvalidMessage(
-                    "--partition", f"{topic} has partitions {numbers}, not {unknown}"
-                )
-            tps = [tp for tp in everyone if tp.partition in set(partitions)]
+        everyone, tps = await _partitions(consumer, topic, partitions, known)
         committed = await committed_offsets(bootstrap, settings, group, everyone)
-        has_offsets = any(offset is not None for offset in committed.values())
-        listed = await list_groups(admin)
-        reads = topic in known.get(group, ())
-        holders: list[str] = []
-        if not (allow_new_group or has_offsets or reads):  # refused: name who reads the topic
-            others = [name for name in listed if name != group]
-            holders = await _offset_holders(bootstrap, settings, others, everyone)
-        refusals: list[Refusal] = []
-        refusal = target_refusal(
-            group, topic, known, has_offsets=has_offsets, listed=group in listed,
-            holders=holders, allow_new_group=allow_new_group,
-        )  # fmt: skip
-        if refusal is not None:
-            if not dry_run:
-                raise refusal.error()
-            refusals.append(refusal)
-            say(f"  refused: {refusal.reason}")
-        elif reads:
-            say(f"  {group} reads {topic}")
-        elif has_offsets:
-            say(f"  {group} has offsets on {topic}")
-        else:
-            say(f"  {group} is new to {topic} (--allow-new-group)")
-
-        session_s = settings.broker.session_timeout_s
-        say(f"checking for live members of {group} (asking the broker, without joining the group)")
-
-        def waiting(info: GroupInfo, patience_s: float) -> None:
-            say(
-                f"  {_plural(len(info.members), 'member')} listed: live, or stopped less than a "
-                f"session ({session_s:g}s) ago; checking again for up to {patience_s:.0f}s"
-            )
-
-        liveness = await live_members(admin, group, session_s, waiting)
-        live = len(liveness.live)
-        refusal = members_refusal(group, live, liveness.waited_s, force=force)
-        if refusal is not None:
-            if not dry_run:
-                raise refusal.error()
-            refusals.append(refusal)
-            say(f"  refused: {_plural(live, 'live member')}")
-        elif liveness.listed:
-            say(f"  none live ({_plural(len(liveness.listed), 'stopped member')}, session over)")
-        else:
-            say("  none")
-
-        ranges = await log_ranges(consumer, tps)
-        moves = []
-        for tp in tps:
-            found = None
-            if target.kind == "time":
-                found = await offset_for_time(consumer, tp, target.value, ranges[tp])
-            wanted = resolve_target(target, ranges[tp], committed[tp], found)
-            span = ranges[tp]
-            moves.append(Move(tp.partition, span.start, span.end, committed[tp], wanted))
-    info = liveness.group
+        refusal = await _check_target(check, admin, known, committed, allow_new_group)
+        liveness, busy = await _check_members(check, admin, force)
+        moves = await _moves(consumer, tps, target, committed)
+    refusals = tuple(found for found in (refusal, busy) if found is not None)
     return ReplayPlan(
-        group, topic, target, tuple(moves), info.state, len(liveness.listed),
-        len(liveness.live), tuple(refusals),
+        group, topic, target, moves, liveness.group.state, len(liveness.listed),
+        len(liveness.live), refusals,
     )  # fmt: skip
 
 

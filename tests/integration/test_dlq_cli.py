@@ -15,11 +15,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from agents.context import LETTER_HEADER, ORIGIN_HEADER, REDRIVES_HEADER
-from config.settings import Settings
+from config.settings import Settings, dlq_name
 from streams.cli import main
 from streams.ops.dlq import list_dead_letters
 from streams.ops.offsets import log_ranges, reader
-from streams.topics import dlq_name, ensure_topics
+from streams.topics import ensure_topics
 from tests.conftest import wait_until
 from tests.integration.worker import WorkerProcess
 
@@ -170,6 +170,32 @@ def test_a_letter_redriven_before_is_not_sent_again(
         REDRIVES_HEADER: b"2",
         LETTER_HEADER: f"{source}.dlq:0:1".encode(),
     }
+
+
+def test_an_unreadable_letter_does_not_make_later_letters_go_again(
+    bootstrap: str, settings: Settings, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each letter is sent once even with an unreadable letter before it in the partition."""
+    source = settings.topics.trades
+    asyncio.run(ensure_topics(bootstrap, settings))
+    reason = "price: Input should be less than 1 (got 1.5)"
+    unreadable = (b"u", b"not a dead-letter envelope")
+    _send(
+        bootstrap, dlq_name(source), [unreadable, (b"k1", _letter(reason, b'{"n":1}', 3, source))]
+    )
+
+    def redrive() -> dict[str, object]:
+        assert main(["dlq", "redrive", "--json"]) == 0
+        return orjson.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+    first = redrive()
+    assert (first["sent"], first["unreadable"], first["left_behind"]) == ({source: 1}, 1, 0)
+    again = redrive()
+    assert (again["sent"], again["unreadable"]) == ({}, 0)  # committed past both
+    _send(bootstrap, dlq_name(source), [(b"k2", _letter(reason, b'{"n":2}', 5, source))])
+    assert redrive()["sent"] == {source: 1}
+    got = sorted(r.key or b"" for r in _read_all(bootstrap, settings, source))
+    assert got == [b"k1", b"k2"]
 
 
 def test_a_topic_that_is_not_ours_is_bad_usage(
