@@ -4,7 +4,9 @@ One table per group (committed offset, log end, lag in messages and seconds, sta
 partition); `--watch` samples again every S seconds, judging STALL and growth against the last
 sample, until Ctrl-C. On a terminal each sample replaces the last one on screen; piped, the
 tables follow one another, each under the time it was sampled. With `--json`, one JSON object
-per sample per line. The exit status is 0 whatever the lag: the status column says it.
+per sample per line. The exit status is 0 whatever the lag, Ctrl-C included (it is how
+`--watch` ends): the status column says it. A `--group` unknown to the broker and none of ours
+is bad usage (exit 2), naming our groups.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import NoReturn
 
 from config.settings import load_settings
 from streams.broker import broker_for
@@ -47,7 +48,7 @@ def command_lag(args: argparse.Namespace) -> int:
         if args.watch is None:
             _show(sample({}), as_json=args.json)
             return EXIT_OK
-        watch(sample, args.watch, as_json=args.json, redraw=sys.stdout.isatty())
+        return watch(sample, args.watch, as_json=args.json, redraw=sys.stdout.isatty())
 
 
 def watch(
@@ -57,29 +58,32 @@ def watch(
     as_json: bool,
     redraw: bool,
     sleep: Callable[[float], None] = time.sleep,
-) -> NoReturn:
-    """Sample every `interval` s (at least `MIN_WATCH_S`) and show each, until interrupted.
+) -> int:
+    """Sample every `interval` s (at least `MIN_WATCH_S`) and show each, until Ctrl-C; then 0.
 
     `redraw`: clear the screen before each table (a terminal); else tables follow each other.
     """
     every = max(interval, MIN_WATCH_S)
     previous: dict[str, GroupLag] = {}
     first = True
-    while True:
-        groups = sample(previous)
-        if as_json:
-            _show(groups, as_json=True)
-        else:
-            if redraw:
-                sys.stdout.write(REDRAW)
-            elif not first:
-                print()
-            print(f"{_sampled_at(groups)}  every {every:g}s, Ctrl-C to stop")
-            _show(groups, as_json=False)
-            sys.stdout.flush()
-        first = False
-        previous = {group.group: group for group in groups}
-        sleep(every)
+    try:
+        while True:
+            groups = sample(previous)
+            if as_json:
+                _show(groups, as_json=True)
+            else:
+                if redraw:
+                    sys.stdout.write(REDRAW)
+                elif not first:
+                    print()
+                print(f"{_sampled_at(groups)}  every {every:g}s, Ctrl-C to stop")
+                _show(groups, as_json=False)
+                sys.stdout.flush()
+            first = False
+            previous = {group.group: group for group in groups}
+            sleep(every)
+    except KeyboardInterrupt:  # the normal end of a watch, not a failure
+        return EXIT_OK
 
 
 def _sampled_at(groups: Sequence[GroupLag]) -> str:

@@ -234,12 +234,8 @@ def _replay(parser: argparse.ArgumentParser) -> None:
         help="print each partition's move and the messages to re-read, and whether the real run "
         "would be refused and why; change nothing; exit with the real run's status",
     )  # fmt: skip
-    parser.add_argument(
-        "--force", action="store_true",
-        help="does not move offsets under live members any more: while the group has any, "
-        "nothing is moved (exit 1), with or without it (the broker takes the group's commits "
-        "only from them, so a forced move could only move the partitions none of them holds)",
-    )  # fmt: skip
+    # Accepted so that old scripts still run; it changes nothing (a note says so when given).
+    parser.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--allow-new-group", action="store_true",
         help="accept a group that none of our consumers uses and that has no offsets on the "

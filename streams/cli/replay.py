@@ -1,4 +1,4 @@
-"""`personas replay --group G --topic T --to WHERE [--partition P]… [--dry-run] [--force]
+"""`personas replay --group G --topic T --to WHERE [--partition P]… [--dry-run]
 [--allow-new-group]`.
 
 Says on stderr, as it goes, what it checks (the group and topic, then live members: up to a
@@ -6,7 +6,8 @@ session timeout when a member is listed). Then prints (or, with `--json`, emits)
 `streams.ops.replay.plan_replay`: per partition the committed offset → the target, the messages
 to re-read, skipped and left. Without `--dry-run` the targets are committed (`execute_plan`);
 with it, the plan ends with whether the real run would be refused and why, and the exit status
-is the one the real run would have.
+is the one the real run would have. `--force` is hidden and changes nothing: a group with live
+members is never moved, and a note says so when it is given.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from streams.ops.offsets import quiet_clients
 from streams.ops.replay import ReplayPlan, Target, execute_plan, parse_target, plan_replay
 
 __all__ = ["command_replay"]
+
+FORCE_NOTE = "note: --force changes nothing: a group with live members is never moved"
 
 
 def _say(line: str) -> None:
@@ -45,6 +48,8 @@ def command_replay(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     quiet_clients(args.verbose)
     target = parse_target(args.to)
+    if args.force:
+        _say(FORCE_NOTE)
     with broker_for(settings, start_embedded=False) as bootstrap:
         plan, moved = asyncio.run(_replay(bootstrap, settings, args, target))
     if args.json:

@@ -149,3 +149,16 @@ def test_stop_once_the_only_worker_exited_cleanly(
     # Every new discovery is owed, also on partitions the group never committed on before.
     assert stop.lag_messages == 8
     assert {p.status for p in stop.partitions if p.lag_messages} == {"STOP"}
+
+
+def test_a_group_nobody_knows_is_bad_usage(
+    bootstrap: str, settings: Settings, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo exits 2 naming our groups, rather than print "(no committed offsets)"."""
+    asyncio.run(ensure_topics(bootstrap, settings))
+    ours = stage_group(settings.worker.app_id, "features")
+    assert main(["lag", "--group", ours + "x"]) == 2
+    err = capsys.readouterr().err
+    assert f"{ours + 'x'!r}" in err and ours in err and "--group" in err, err
+    assert main(["lag", "--group", ours]) == 0  # ours, though it has not committed yet
+    assert "(no committed offsets)" in capsys.readouterr().out

@@ -244,7 +244,7 @@ def test_replay_with_live_members_is_refused_without_joining(
 def test_force_with_live_members_moves_nothing(
     bootstrap: str, isolated_env: dict[str, str], settings: Settings
 ) -> None:
-    """`--force` no longer half-moves: nothing moves, exit 1, saying why; nobody rebalances."""
+    """With `--force` too nothing moves, exit 1, saying why; nobody rebalances."""
     topic, group = settings.topics.discovered, stage_group(settings.worker.app_id, "features")
     asyncio.run(ensure_topics(bootstrap, settings))
     _produce(bootstrap, topic)
@@ -255,6 +255,7 @@ def test_force_with_live_members_moves_nothing(
     (run,) = seen.runs
     assert run.code == 1, run.stderr
     assert "nothing was moved" in run.stderr and "--force does not change this" in run.stderr
+    assert "note: --force changes nothing" in run.stderr
     assert "moved 4" not in run.out
     assert _committed(bootstrap, settings, group, topic) == [None] * PARTITIONS
     assert seen.revoked == 0, f"the live member rebalanced: assignments {seen.assignments}"

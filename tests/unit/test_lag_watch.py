@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.cli import main
+from streams.cli.lag import watch
 from streams.cli.parser import build_parser
 
 
@@ -25,3 +26,13 @@ def test_watch_rejects_an_interval_that_never_pauses(
 )
 def test_watch_accepts_positive_seconds(argv: list[str], seconds: float | None) -> None:
     assert build_parser().parse_args(["lag", *argv]).watch == seconds
+
+
+def test_ctrl_c_ends_a_watch_with_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C is how a watch ends: exit 0, as for any lag, not the interrupted status."""
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    assert watch(lambda _previous: [], 1.0, as_json=True, redraw=False, sleep=interrupted) == 0
+    assert capsys.readouterr().out == '{"groups":[]}\n'

@@ -8,9 +8,12 @@ import pytest
 
 from agents.core.errors import InvalidMessage, WalletError
 from config.settings import load_settings
+from streams.cli import main
+from streams.cli.parser import build_parser
 from streams.cli.replay import _print_plan
-from streams.ops import offsets
-from streams.ops.offsets import GroupInfo
+from streams.ops import groups
+from streams.ops.groups import GroupInfo
+from streams.ops.lag import live_member_count
 from streams.ops.replay import (
     Move,
     Refusal,
@@ -175,16 +178,44 @@ def test_live_members_waits_one_session_at_most(
     at_least: int,
 ) -> None:
     fake = _Group(members, checks)
-    monkeypatch.setattr(offsets, "describe_group", fake.describe)
-    monkeypatch.setattr(offsets, "expire_sessions", fake.expire)
-    monkeypatch.setattr(offsets, "EXPIRY_POLL_S", 0.01)
-    monkeypatch.setattr(offsets, "EXPIRY_MARGIN_S", 0.05)
+    monkeypatch.setattr(groups, "describe_group", fake.describe)
+    monkeypatch.setattr(groups, "expire_sessions", fake.expire)
+    monkeypatch.setattr(groups, "EXPIRY_POLL_S", 0.01)
+    monkeypatch.setattr(groups, "EXPIRY_MARGIN_S", 0.05)
     told: list[float] = []
     found = asyncio.run(
-        offsets.live_members(object(), "g", 0.05, lambda _info, patience: told.append(patience))
+        groups.live_members(object(), "g", 0.05, lambda _info, patience: told.append(patience))
     )
     assert (len(found.live), len(told)) == (live, waits)
     assert found.listed == members
     assert fake.checks >= at_least
     assert told in ([], [pytest.approx(0.1)])
     assert found.waited_s < 1.0
+
+
+def test_replay_and_lag_count_live_members_by_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group the broker calls Empty has no live member, whatever it lists: replay is not
+    refused where `personas lag` would call the group STOP."""
+
+    async def describe(_admin: object, group: str) -> GroupInfo:
+        return GroupInfo(group, "Empty", ("stale",))
+
+    async def expire(_admin: object, _group: str) -> None:
+        return None
+
+    monkeypatch.setattr(groups, "describe_group", describe)
+    monkeypatch.setattr(groups, "expire_sessions", expire)
+    found = asyncio.run(groups.live_members(object(), "g", 5.0))
+    assert found.live == () and found.listed == ("stale",)
+    assert live_member_count(found.group) == len(found.live) == 0
+    assert found.waited_s < 1.0  # nobody live: no wait for sessions to end
+    assert members_refusal("g", len(found.live), found.waited_s) is None
+
+
+def test_force_is_hidden_but_still_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["replay", "--group", "g", "--topic", "t", "--to", "latest"]
+    assert build_parser().parse_args([*argv, "--force"]).force is True
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    shown = capsys.readouterr().out
+    assert "--allow-new-group" in shown and "--force" not in shown
