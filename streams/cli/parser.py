@@ -28,8 +28,8 @@ EPILOG = f"""\
 times (T): {TIME}, e.g. 1793491200 or 2026-11-01T00:00:00Z
 environment: PERSONAS_DB (SQLite path) and PERSONAS_BROKER (host:port[,…]; unset: the
   embedded broker) override --config; PERSONAS_<SECTION>__<KEY> overrides any key
-broker: rebuild, publish, replay, lag and dlq use PERSONAS_BROKER or the running broker
-  (`personas broker` or `personas run`), and never start one of their own
+broker: run, rebuild, publish, replay, lag and dlq use PERSONAS_BROKER or the running broker
+  (`personas broker`, or a worker's); only run starts one of its own when there is none
 exit status: 0 success, 2 bad usage or bad input, 1 otherwise
 `personas COMMAND --help` describes each command's options."""
 
@@ -90,8 +90,8 @@ def _run(parser: argparse.ArgumentParser) -> None:
 def _broker(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=int, default=0, metavar="N",
-        help="listen on port N (default: 0, a free port; the run file beside the database says "
-        "which)",
+        help="listen on port N, 0 to 65535 (default: 0, a free port; the run file beside the "
+        "database says which)",
     )  # fmt: skip
 
 
