@@ -6,15 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from agents.core.errors import InvalidMessage
 from config.settings import load_settings
 from streams.broker import serve_broker
 from streams.cli.output import emit_json
+from streams.cli.status import EXIT_OK
 
-__all__ = ["command_broker"]
+__all__ = ["MAX_PORT", "command_broker"]
+
+MAX_PORT = 65_535
 
 
 def command_broker(args: argparse.Namespace) -> int:
     """Serve the broker; workers and commands started after it find it through the run file."""
+    if not 0 <= args.port <= MAX_PORT:
+        raise InvalidMessage("--port", f"must be a TCP port, 0 to {MAX_PORT} (got {args.port})")
     settings = load_settings(args.config)
 
     def ready(bootstrap: str, run_file: Path) -> None:
@@ -23,8 +29,8 @@ def command_broker(args: argparse.Namespace) -> int:
             return
         print(
             f"broker listening on {bootstrap} (run file {run_file})\n"
-            "  personas run, publish, replay, lag and dlq find it there; Ctrl-C stops it, and "
-            "with it every topic (it keeps them in memory)",
+            "  personas run, rebuild, publish, replay, lag and dlq find it there; Ctrl-C stops "
+            "it, and with it every topic (it keeps them in memory)",
             file=sys.stderr,
             flush=True,
         )
@@ -32,4 +38,4 @@ def command_broker(args: argparse.Namespace) -> int:
     serve_broker(settings, args.port, ready)
     if not args.json:
         print("broker stopped", file=sys.stderr)
-    return 0
+    return EXIT_OK

@@ -10,9 +10,10 @@ import argparse
 import logging
 from typing import Any
 
-from agents.data.generate import DEFAULT_END, GenerateOptions
+from agents.data.generate import DEFAULT_END
 from config.settings import load_settings
-from streams.cli.output import emit_json
+from streams.cli.output import emit_json, generate_options
+from streams.cli.status import EXIT_OK
 from streams.demo import run_demo
 
 __all__ = ["command_demo", "format_summary"]
@@ -63,10 +64,10 @@ def command_demo(args: argparse.Namespace) -> int:
     """Run the demo; the summary on stdout (one JSON object with --json, no progress then)."""
     quiet_logging(args.verbose)
     settings = load_settings(args.config)
-    options = GenerateOptions(wallets=args.wallets, days=args.days, seed=args.seed, end=DEFAULT_END)
+    options = generate_options(args.wallets, args.days, args.seed, DEFAULT_END)
     summary = run_demo(settings, options, args.config, quiet=args.json)
     if args.json:
         emit_json(summary)
     else:
         print("\n".join(format_summary(summary)))
-    return 0
+    return EXIT_OK

@@ -9,12 +9,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from agents.core.errors import InvalidMessage
-from agents.data.generate import DEFAULT_END, GenerateOptions, generate, write_dataset
+from agents.data.generate import DEFAULT_END, generate, write_dataset
 from agents.data.importer import ImportReport, import_markets, import_trades
 from agents.store import connect, migrate
 from config.settings import load_settings
-from streams.cli.output import emit_json, input_file, timestamp_arg
+from streams.cli.output import emit_json, generate_options, input_file, timestamp_arg
 from streams.cli.status import EXIT_OK, EXIT_USAGE
 from streams.progress import Progress
 
@@ -26,11 +25,7 @@ SHOWN_ERRORS = 20
 def command_generate(args: argparse.Namespace) -> int:
     """Write the trades, markets and planted labels; print where they went."""
     end = timestamp_arg(args.end, "--end", DEFAULT_END)
-    try:
-        options = GenerateOptions(wallets=args.wallets, days=args.days, seed=args.seed, end=end)
-        dataset = generate(options)
-    except ValueError as exc:
-        raise InvalidMessage("options", str(exc)) from None
+    dataset = generate(generate_options(args.wallets, args.days, args.seed, end))
     started = time.monotonic()
     paths = write_dataset(dataset, args.out)
     summary: dict[str, Any] = {

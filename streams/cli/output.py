@@ -13,14 +13,18 @@ from typing import Any
 from agents.core.codec import dumps
 from agents.core.errors import InvalidMessage, WalletError
 from agents.core.records import normalise_wallet, parse_timestamp
-from agents.store import connect, migrate
+from agents.data.generate.options import GenerateOptions, InvalidOption
+from agents.store import open_reader
+from agents.store.schema import SCHEMA_VERSION
 from config.settings import Settings
 
 __all__ = [
     "emit_json",
+    "generate_options",
     "input_file",
     "open_existing",
     "print_table",
+    "require_database",
     "timestamp_arg",
     "wallet_arg",
 ]
@@ -71,14 +75,40 @@ def wallet_arg(text: str) -> str:
         raise InvalidMessage("WALLET", f"{exc} (got {text!r})") from None
 
 
-def open_existing(settings: Settings) -> sqlite3.Connection:
-    """A connection to an existing database (read commands must not create one)."""
+def generate_options(wallets: int, days: int, seed: int, end: int) -> GenerateOptions:
+    """GenerateOptions from the command line; an option out of range exits 2 naming it."""
+    try:
+        return GenerateOptions(wallets=wallets, days=days, seed=seed, end=end)
+    except InvalidOption as exc:
+        raise InvalidMessage(f"--{exc.option}", exc.reason) from None
+
+
+def require_database(settings: Settings) -> Path:
+    """The configured database's path; a clear error when there is none yet."""
     path = settings.database.path
     if not path.exists():
         raise WalletError(f"no database at {path}: load trades with `personas import trades F`")
-    conn = connect(path, settings.database.busy_timeout_ms)
-    migrate(conn)
-    return conn
+    return path
+
+
+def open_existing(settings: Settings) -> sqlite3.Connection:
+    """A read-only connection to an existing database at this program's schema version.
+
+    Read commands neither create a database nor migrate one: an older schema is an error that
+    says which commands migrate it.
+    """
+    conn = open_reader(require_database(settings), settings.database.busy_timeout_ms)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return conn
+    conn.close()
+    found = f"{settings.database.path} has schema version {version}"
+    if version < SCHEMA_VERSION:
+        raise WalletError(
+            f"{found}, older than this program's {SCHEMA_VERSION}: `personas run` or "
+            "`personas import trades F` migrates it"
+        )
+    raise WalletError(f"{found}, newer than this program's {SCHEMA_VERSION}")
 
 
 def input_file(path: Path, name: str) -> Path:

@@ -19,6 +19,7 @@ from agents.data.generate import (
     generate,
     write_dataset,
 )
+from agents.data.generate.options import InvalidOption
 from agents.store import connect, insert_trade_rows, migrate, trade_row
 
 WALLET = re.compile(r"^0x[0-9a-f]{40}$")
@@ -142,6 +143,7 @@ def test_tiny_runs_still_plant() -> None:
     ("wallets", "days", "message"),
     [(0, 90, "wallets"), (-5, 90, "wallets"), (10, 59, "days"), (10, 0, "days")],
 )
-def test_bad_options_are_rejected(wallets: int, days: int, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        generate(GenerateOptions(wallets=wallets, days=days, seed=1))
+def test_bad_options_are_rejected_naming_the_option(wallets: int, days: int, message: str) -> None:
+    with pytest.raises(InvalidOption, match=message) as raised:
+        GenerateOptions(wallets=wallets, days=days, seed=1)
+    assert raised.value.option == message

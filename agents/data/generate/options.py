@@ -13,6 +13,7 @@ __all__ = [
     "HOUR",
     "MIN_DAYS",
     "GenerateOptions",
+    "InvalidOption",
     "PlantedLabel",
 ]
 
@@ -47,6 +48,15 @@ BEHAVIOURS: dict[str, tuple[str, str | None, str | None]] = {
 }
 
 
+class InvalidOption(ValueError):
+    """A generate option out of range; ``option`` names it (``wallets``, ``days``)."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(f"{option} {reason}")
+        self.option = option
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     """What to generate: ``days`` of history ending at ``end`` (epoch seconds, the as_of)."""
@@ -55,6 +65,15 @@ class GenerateOptions:
     days: int
     seed: int
     end: int = DEFAULT_END
+
+    def __post_init__(self) -> None:
+        if self.wallets < 1:
+            raise InvalidOption("wallets", f"must be ≥ 1, got {self.wallets}")
+        if self.days < MIN_DAYS:
+            raise InvalidOption(
+                "days",
+                f"must be ≥ {MIN_DAYS} (planted wallets need 50+ days of history), got {self.days}",
+            )
 
 
 @dataclass(frozen=True)
