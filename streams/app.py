@@ -99,11 +99,18 @@ def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
     @app.crontab(cron_expression(runtime.settings.rebuild.at), timezone=UTC, on_leader=True)
     async def daily_rebuild() -> None:
         try:
-            await rebuild_agent.daily_rebuild(await runtime.context())
+            result = await rebuild_agent.daily_rebuild(await runtime.context())
         except Exception as exc:
             # A failed rebuild must not stop ingest and classification; the next run redoes it.
             runtime.health.problem("rebuild", f"last daily rebuild failed: {exc!r}")
             log.exception("daily rebuild failed")
+            return
+        if result.failed_wallets:
+            # The day is not recorded in `rebuild_runs`: not a success, so the overdue alert on
+            # the success time fires unless a later run completes.
+            failed = len(result.failed_wallets)
+            runtime.health.problem("rebuild", f"last daily rebuild: {failed} wallets failed")
+            log.error("daily rebuild: %d wallets failed, the day is not recorded", failed)
             return
         runtime.health.clear("rebuild")
         runtime.health.progressed("rebuild")

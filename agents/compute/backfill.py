@@ -27,6 +27,8 @@ from typing import Any
 
 from agents.compute.rebuild import (
     ACTIVE_WALLETS_SQL,
+    AS_OF_COLUMN,
+    WINDOW_DAYS_COLUMN,
     RebuildOptions,
     shard_jobs,
     write_rows,
@@ -50,17 +52,17 @@ __all__ = [
     "DayResult",
     "PlannedDay",
     "active_counts",
-    "batches",
     "day_as_of",
     "days_between",
+    "passes",
     "plan_backfill",
     "plan_days",
     "run_backfill",
 ]
 
-# Days computed from one read of each shard. The read is ~40 % of a day's work (2,000 wallets,
-# 120 days of history), so a week per pass saves most of it, while a pass holds only a week of
-# rows in memory and a kill loses at most a week's computation.
+# Days computed from one read of each shard. The read (every trade of the shard's wallets, for
+# the lifetime stats) is a large share of a day's work, so a week per pass saves most of it,
+# while a pass holds only a week of rows in memory and a kill loses at most a week's computation.
 DAYS_PER_PASS = 7
 
 # Per wallet, the days (0 = the first day of the range) on which a trade keeps it active: trade
@@ -129,7 +131,7 @@ def plan_days(
     return plan
 
 
-def batches(plan: Sequence[PlannedDay], days_per_pass: int) -> list[list[PlannedDay]]:
+def passes(plan: Sequence[PlannedDay], days_per_pass: int) -> list[list[PlannedDay]]:
     """The plan as it runs, oldest first: days to compute in passes of up to `days_per_pass`,
     each other day on its own (a day to publish ends the pass before it, so publishing keeps
     the days' order)."""
@@ -278,6 +280,8 @@ class _Backfill:
     progress: Callable[[BackfillProgress], None] | None
     shard_function: ShardFunction
     result: BackfillResult
+    #: every day's rows are stamped with it (`RebuildOptions.computed_at`, or the run's start)
+    computed_at: float
     at: BackfillProgress = field(default_factory=BackfillProgress)
 
     def tick(self, days: int = 0, wallets: int = 0) -> None:
@@ -289,14 +293,13 @@ class _Backfill:
     def compute(self, days: Sequence[PlannedDay]) -> None:
         """One pass: each shard read once, computed at every day; then each day written."""
         options = self.options
-        computed_at = time.time() if options.computed_at is None else options.computed_at
         span = max(options.windows) * DAY
         read = (days[0].as_of - span, days[-1].as_of)
         wallets = [wallet for (wallet,) in self.conn.execute(ACTIVE_WALLETS_SQL, read)]
         shards = -(-len(wallets) // options.shard_wallets)
         # Fewer shards than processes: cut the days too, so that every process has work.
         groups = -(-options.workers // shards) if options.parallel and shards else 1
-        jobs = shard_jobs(wallets, [day.as_of for day in days], options, computed_at, groups)
+        jobs = shard_jobs(wallets, [day.as_of for day in days], options, self.computed_at, groups)
 
         def done(shard: ShardResult) -> None:
             self.tick(wallets=shard.wallets)
@@ -312,7 +315,7 @@ class _Backfill:
         failed: dict[int, list[str]] = {day.as_of: [] for day in days}
         for shard in results:
             for row in shard.rows:
-                rows[row[3]].append(row)
+                rows[row[AS_OF_COLUMN]].append(row)
             for as_of, wallet in shard.failed:
                 failed[as_of].append(wallet)
         del results
@@ -322,7 +325,7 @@ class _Backfill:
     def write(self, day: PlannedDay, rows: list[tuple[Any, ...]], failed: list[str]) -> None:
         """One day's rows and its record in one transaction (no record if a wallet failed)."""
         window = self.options.publish_window
-        published = [row for row in rows if row[2] == window]
+        published = [row for row in rows if row[WINDOW_DAYS_COLUMN] == window]
         run = RebuildRun(day.feature_date, day.as_of, len(published), time.time())
         written = write_rows(self.conn, rows, None if failed else run)
         outcome = DayResult(day.feature_date, day.as_of, Action.COMPUTE, len(published), written,
@@ -366,24 +369,27 @@ def run_backfill(
     if not days:
         raise ValueError("a backfill needs at least one day")
     started = time.perf_counter()
+    computed_at = time.time() if options.computed_at is None else options.computed_at
     db_path = Path(db_path)
     result = BackfillResult(days[0].isoformat(), days[-1].isoformat(), days_per_pass=days_per_pass)
     with closing(connect(db_path, options.busy_timeout_ms)) as conn:
         migrate(conn)
         plan = plan_backfill(conn, days, options, force=force, publish=publish is not None)
-        run = _Backfill(conn, db_path, options, publish, progress, shard_function, result)
+        run = _Backfill(
+            conn, db_path, options, publish, progress, shard_function, result, computed_at
+        )
         todo = [day for day in plan if day.action is not Action.SKIP]
         compute = sum(day.wallets for day in todo if day.action is Action.COMPUTE)
         run.at = BackfillProgress(len(todo), compute)
-        for batch in batches(plan, days_per_pass):
-            if batch[0].action is Action.COMPUTE:
-                run.compute(batch)
-            elif batch[0].action is Action.PUBLISH:
-                run.republish(batch[0])
+        for days_of_pass in passes(plan, days_per_pass):
+            first = days_of_pass[0]
+            if first.action is Action.COMPUTE:
+                run.compute(days_of_pass)
+            elif first.action is Action.PUBLISH:
+                run.republish(first)
             else:
-                skipped = batch[0]
                 result.days.append(
-                    DayResult(skipped.feature_date, skipped.as_of, Action.SKIP, skipped.wallets)
+                    DayResult(first.feature_date, first.as_of, Action.SKIP, first.wallets)
                 )
     result.days.sort(key=lambda day: day.as_of)
     result.duration_s = time.perf_counter() - started

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_WALLETS_SQL",
+    "AS_OF_COLUMN",
+    "WINDOW_DAYS_COLUMN",
     "RebuildOptions",
     "RebuildResult",
     "ShardJob",
@@ -61,9 +63,13 @@ log = logging.getLogger("personas.rebuild")
 WRITE_ATTEMPTS = 5
 WRITE_FIRST_RETRY_S = 0.5
 
+# Where a `wallet_features` row (`FEATURE_ROW_KEYS` order) holds its window and its as_of.
+WINDOW_DAYS_COLUMN = FEATURE_ROW_KEYS.index("window_days")
+AS_OF_COLUMN = FEATURE_ROW_KEYS.index("as_of")
+
 # The covering (proxy_wallet, timestamp) index answers this without touching the table, already
 # in wallet order; left to itself the planner picks the timestamp index and a table lookup per
-# trade, ~20× slower.
+# trade, which is far slower.
 ACTIVE_WALLETS_SQL = """
 SELECT DISTINCT proxy_wallet FROM trades INDEXED BY trades_wallet_time
 WHERE timestamp BETWEEN ? AND ? ORDER BY proxy_wallet"""
@@ -93,7 +99,7 @@ class RebuildOptions:
 
 @dataclass
 class RebuildResult:
-    """What a rebuild did; `publish_rows` are the rows of the window to publish, one per wallet."""
+    """What a rebuild did; `rows_to_publish` are the publish window's rows, one per wallet."""
 
     as_of: int
     feature_date: str
@@ -108,7 +114,7 @@ class RebuildResult:
     published: int = 0
     publish_s: float = 0.0
     duration_s: float = 0.0
-    publish_rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    rows_to_publish: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary (`--json`, logs)."""
@@ -221,7 +227,8 @@ def run_rebuild(
         run = RebuildRun(result.feature_date, options.as_of, result.wallets, time.time())
         result.rows_written = write_rows(conn, rows, None if result.failed_wallets else run)
         result.write_s = time.perf_counter() - write_started
-    result.publish_rows = [row for row in rows if row[2] == options.publish_window]
+    window = options.publish_window
+    result.rows_to_publish = [row for row in rows if row[WINDOW_DAYS_COLUMN] == window]
     result.duration_s = time.perf_counter() - started
     return result
 

@@ -20,6 +20,7 @@ __all__ = [
     "WalletDiscovered",
     "build_feature_set",
     "check_not_future",
+    "is_future",
     "normalise_wallet",
     "parse_timestamp",
     "split_feature_set",
@@ -68,9 +69,14 @@ def parse_timestamp(value: Any) -> int:
 MAX_CLOCK_SKEW_S = 300
 
 
+def is_future(timestamp: float, now: float) -> bool:
+    """Whether `timestamp` is later than `now`, beyond the clock skew allowed between hosts."""
+    return timestamp > now + MAX_CLOCK_SKEW_S
+
+
 def check_not_future(field: str, timestamp: int, now: float) -> None:
     """InvalidMessage naming `field` when `timestamp` is later than `now` (plus the skew)."""
-    if timestamp > now + MAX_CLOCK_SKEW_S:
+    if is_future(timestamp, now):
         when = datetime.fromtimestamp(timestamp, UTC).isoformat()
         raise InvalidMessage(field, f"{when} is in the future (now {int(now)})")
 

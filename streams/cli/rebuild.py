@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from aiokafka import AIOKafkaProducer
 
 from agents.compute.backfill import (
     Action,
@@ -23,32 +26,48 @@ from agents.compute.backfill import (
     plan_backfill,
     run_backfill,
 )
-from agents.compute.rebuild import (
-    RebuildResult,
-    feature_set_from_row,
-    options_from_settings,
-    run_rebuild,
-)
-from agents.core.errors import InvalidMessage, WalletError
-from agents.core.records import MAX_CLOCK_SKEW_S
-from agents.store import connect, open_reader
-from agents.store.runs import mark_published
+from agents.compute.rebuild import RebuildOptions, RebuildResult, options_from_settings, run_rebuild
+from agents.context import Headers
+from agents.core.errors import InvalidMessage
+from agents.core.records import is_future
+from agents.rebuild_agent import publish_rebuild, publish_rows
+from agents.store import Store, open_reader
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
-from streams.cli.output import emit_json, open_existing, print_table, timestamp_arg
+from streams.cli.output import emit_json, print_table, require_database, timestamp_arg
 from streams.cli.status import EXIT_FAILURE, EXIT_OK
-from streams.producer import publisher
+from streams.producer import started_producer
 from streams.progress import Progress
 
-__all__ = ["backfill_range", "command_rebuild", "day_arg"]
+__all__ = ["AiokafkaSender", "backfill_range", "command_rebuild", "day_arg"]
 
 Rows = Sequence[tuple[Any, ...]]
 
 
-async def _publish_standalone(bootstrap: str, settings: Settings, result: RebuildResult) -> int:
-    async with publisher(bootstrap, settings) as pub:
-        feature_sets = (feature_set_from_row(row) for row in result.publish_rows)
-        return await pub.send_many(settings.topics.features, feature_sets)
+@dataclass(frozen=True)
+class AiokafkaSender:
+    """The rebuild agent's `Sender` over a started aiokafka producer (`started_producer`)."""
+
+    producer: AIOKafkaProducer
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> Awaitable[Any]:
+        receipt: Awaitable[Any] = await self.producer.send(
+            topic, value, key=key, headers=list(headers or ()) or None
+        )
+        return receipt
+
+
+async def _publish_and_mark(bootstrap: str, settings: Settings, result: RebuildResult) -> None:
+    """What the worker's daily rebuild does after computing (`publish_rebuild`), standalone."""
+    database = settings.database
+    async with started_producer(bootstrap, settings, "rebuild") as producer:
+        store = await Store.open(database.path, database.busy_timeout_ms)
+        try:
+            await publish_rebuild(result, AiokafkaSender(producer), store, settings.topics.features)
+        finally:
+            await store.close()
 
 
 def command_rebuild(args: argparse.Namespace) -> int:
@@ -60,9 +79,10 @@ def command_rebuild(args: argparse.Namespace) -> int:
         if given:
             raise InvalidMessage(option, "only for a backfill: give --from DATE --to DATE")
     as_of = timestamp_arg(args.as_of, "--as-of")
-    open_existing(settings).close()  # a clear error when there is no database yet
-    if as_of > time.time() + MAX_CLOCK_SKEW_S:
+    require_database(settings)
+    if is_future(as_of, time.time()):
         warn(f"--as-of {_iso(as_of)} is in the future: its windows hold no trades yet")
+    options = options_from_settings(settings, as_of, computed_at=time.time())
     with contextlib.ExitStack() as stack:
         bootstrap = None
         if not args.no_publish:
@@ -75,20 +95,13 @@ def command_rebuild(args: argparse.Namespace) -> int:
             progress.total = total
             progress.update(done)
 
-        result = run_rebuild(
-            settings.database.path, options_from_settings(settings, as_of, time.time()), report
-        )
+        # Outside any event loop, so that Ctrl-C interrupts the computation itself.
+        result = run_rebuild(settings.database.path, options, report)
         progress.finish(result.wallets)
         if bootstrap is not None:
-            started = time.perf_counter()
-            result.published = asyncio.run(_publish_standalone(bootstrap, settings, result))
-            result.publish_s = time.perf_counter() - started
-            result.duration_s += result.publish_s
-            database = settings.database
-            with contextlib.closing(connect(database.path, database.busy_timeout_ms)) as conn:
-                mark_published(conn, result.feature_date, as_of, time.time())
+            asyncio.run(_publish_and_mark(bootstrap, settings, result))
     if result.wallets == 0:
-        days = max(options_from_settings(settings, as_of).windows)
+        days = max(options.windows)
         warn(f"no wallet has a trade in the {days} days up to {_iso(as_of)}: nothing rebuilt")
     summary = result.summary()
     if args.json:
@@ -159,11 +172,13 @@ def _day_publisher(bootstrap: str, settings: Settings) -> Iterator[Callable[[Row
     """A producer kept open for the whole backfill, sending one day's rows per call."""
     with asyncio.Runner() as runner:
         stack = contextlib.AsyncExitStack()
-        pub = runner.run(stack.enter_async_context(publisher(bootstrap, settings)))
+        producer = runner.run(
+            stack.enter_async_context(started_producer(bootstrap, settings, "rebuild"))
+        )
+        sender = AiokafkaSender(producer)
 
         def publish(rows: Rows) -> int:
-            feature_sets = [feature_set_from_row(row) for row in rows]
-            return runner.run(pub.send_many(settings.topics.features, feature_sets))
+            return runner.run(publish_rows(rows, sender, settings.topics.features))
 
         try:
             yield publish
@@ -178,10 +193,11 @@ def _command_backfill(args: argparse.Namespace, settings: Settings) -> int:
         )
     first, last = backfill_range(args.from_day, args.to_day, time.time())
     days = days_between(first, last)
-    options = options_from_settings(settings, day_as_of(last))
+    # One computed_at for every day of the backfill (`RebuildOptions.computed_at`).
+    options = options_from_settings(settings, day_as_of(last), computed_at=time.time())
     if args.dry_run:
-        return _dry_run(args, settings, days)
-    open_existing(settings).close()  # a clear error when there is no database yet
+        return _dry_run(args, settings, days, options)
+    require_database(settings)
     with contextlib.ExitStack() as stack:
         publish = None
         if not args.no_publish:
@@ -214,11 +230,10 @@ def _command_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILURE if result.failed else EXIT_OK
 
 
-def _dry_run(args: argparse.Namespace, settings: Settings, days: Sequence[date]) -> int:
-    path = settings.database.path
-    if not path.exists():
-        raise WalletError(f"no database at {path}: load trades with `personas import trades F`")
-    options = options_from_settings(settings, day_as_of(days[-1]))
+def _dry_run(
+    args: argparse.Namespace, settings: Settings, days: Sequence[date], options: RebuildOptions
+) -> int:
+    path = require_database(settings)
     # Read-only, and no migration: a dry run changes nothing, not even the schema.
     with contextlib.closing(open_reader(path, settings.database.busy_timeout_ms)) as conn:
         plan = plan_backfill(conn, days, options, force=args.force, publish=not args.no_publish)

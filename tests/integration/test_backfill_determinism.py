@@ -71,7 +71,7 @@ def test_a_backfill_is_the_daily_rebuild_of_each_day(trades_db: Path, tmp_path: 
     published_single: list[tuple[Any, ...]] = []
     for day in DAYS:
         options = RebuildOptions(day_as_of(day), parallel=False, computed_at=COMPUTED_AT)
-        published_single += map(bits, run_rebuild(single, options).publish_rows)
+        published_single += map(bits, run_rebuild(single, options).rows_to_publish)
     expected = rows_of(single)
     assert len(expected) > 3 * WALLETS * len(DAYS) * 0.8
 

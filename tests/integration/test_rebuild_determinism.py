@@ -105,10 +105,10 @@ def test_serial_parallel_and_on_demand_are_bit_equal(db: Path, tmp_path: Path) -
     }
 
     # Before storage (SQLite folds -0.0 into 0.0): the published rows themselves.
-    expected = on_demand_rows(db, [row[0] for row in serial.publish_rows])
+    expected = on_demand_rows(db, [row[0] for row in serial.rows_to_publish])
     for result in (serial, parallel):
-        assert [bits(row) for row in result.publish_rows] == [
-            bits(expected[row[0], 30]) for row in result.publish_rows
+        assert [bits(row) for row in result.rows_to_publish] == [
+            bits(expected[row[0], 30]) for row in result.rows_to_publish
         ]
     # After storage: every wallet and window, stored the same way.
     stored_on_demand = tmp_path / "on_demand.db"

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from agents import rebuild_agent
+from agents.compute.rebuild import RebuildResult
 from config.settings import Settings
 from streams.app import build_app
 from streams.health import Health
@@ -78,30 +79,37 @@ def _daily_rebuild(settings: Settings) -> tuple[Callable[[], Any], Any]:
     return inspect.unwrap(task), app.personas_runtime  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("succeeds", [True, False])
+@pytest.mark.parametrize("outcome", ["succeeds", "raises", "wallets failed"])
 def test_the_daily_rebuild_sets_its_success_time_only_when_it_succeeded(
     settings: Settings,
     loop: asyncio.AbstractEventLoop,
     monkeypatch: pytest.MonkeyPatch,
-    succeeds: bool,
+    outcome: str,
 ) -> None:
     daily_rebuild, runtime = _daily_rebuild(settings)
 
     async def context() -> object:
         return object()
 
-    async def rebuild(context: object) -> None:
-        if not succeeds:
+    async def rebuild(context: object) -> RebuildResult:
+        if outcome == "raises":
             raise RuntimeError("disk full")
+        result = RebuildResult(1_767_225_600, "2026-01-01", wallets=3)
+        if outcome == "wallets failed":  # written, but the day is not recorded: not a success
+            result.failed_wallets = ["0x" + "a" * 40, "0x" + "b" * 40]
+        return result
 
     monkeypatch.setattr(runtime, "context", context)
     monkeypatch.setattr(rebuild_agent, "daily_rebuild", rebuild)
     before = time.time()
     loop.run_until_complete(daily_rebuild())
     value = runtime.metrics.rebuild_last_success._value.get()
-    if succeeds:
+    if outcome == "succeeds":
         assert before <= value <= time.time()
         assert runtime.health.healthy
     else:
         assert value == 0
         assert not runtime.health.healthy
+    if outcome == "wallets failed":
+        reason = runtime.health.report()["problems"]["rebuild"]["reason"]
+        assert "2 wallets failed" in reason

@@ -17,9 +17,9 @@ from agents.compute.backfill import (
     Action,
     PlannedDay,
     active_counts,
-    batches,
     day_as_of,
     days_between,
+    passes,
     plan_days,
     run_backfill,
 )
@@ -144,13 +144,13 @@ def test_plan_days(recorded: RunState | None, force: bool, publish: bool, action
     ]  # fmt: skip
 
 
-def test_batches_read_up_to_n_days_at_once_and_publish_in_order() -> None:
+def test_passes_read_up_to_n_days_at_once_and_publish_in_order() -> None:
     kinds = "CCCSCCCPCC"
     action = {"C": Action.COMPUTE, "S": Action.SKIP, "P": Action.PUBLISH}
     plan = [PlannedDay(FIRST + timedelta(days=n), action[k]) for n, k in enumerate(kinds)]
-    got = ["".join(kinds[(d.day - FIRST).days] for d in b) for b in batches(plan, 2)]
+    got = ["".join(kinds[(d.day - FIRST).days] for d in b) for b in passes(plan, 2)]
     assert got == ["CC", "S", "CC", "CC", "P", "CC"]
-    assert ["".join(kinds[(d.day - FIRST).days] for d in b) for b in batches(plan, 7)] == [
+    assert ["".join(kinds[(d.day - FIRST).days] for d in b) for b in passes(plan, 7)] == [
         "S", "CCCCCC", "P", "CC",
     ]  # fmt: skip
 
@@ -327,3 +327,13 @@ def test_each_day_is_published_after_its_commit_and_a_lost_publish_resumes(db: P
     run_backfill(db, DAYS[4:], options())
     later = run_backfill(db, DAYS, options(), publish=lambda rows: len(rows))
     assert [day.action for day in later.days][4:] == [Action.PUBLISH, Action.PUBLISH]
+
+
+def test_every_day_of_a_backfill_is_stamped_with_one_computed_at(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = iter(range(1_000, 2_000))
+    monkeypatch.setattr("agents.compute.backfill.time.time", lambda: float(next(ticks)))
+    run_backfill(db, DAYS, options(computed_at=None), days_per_pass=1)
+    at = FEATURE_ROW_KEYS.index("computed_at")
+    assert {row[at] for row in table(db)} == {1_000.0}  # the run's start, not each pass's

@@ -16,11 +16,12 @@ import agents.compute.shards as shards
 from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
 from agents.core.errors import BrokerError
 from agents.core.features import DAY, WINDOWS, wallet_features
+from agents.core.records import MAX_CLOCK_SKEW_S, is_future
 from agents.rebuild_agent import cron_expression
 from agents.store import connect, fills_for_wallet, migrate
 from agents.store.runs import RunState, rebuild_runs
 from agents.store.schema import FEATURE_ROW_KEYS
-from streams.cli.rebuild import command_rebuild
+from streams.cli.rebuild import AiokafkaSender, command_rebuild
 
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
 ACTIVE = "0x" + "a" * 40  # trades now and 200 days ago
@@ -95,7 +96,7 @@ def test_rows_are_the_kernels_with_full_history(db: Path) -> None:
     # Lifetime reaches 200 days back; the trade after as_of counts nowhere.
     assert dict(zip(FEATURE_ROW_KEYS, rows[ACTIVE, 90], strict=True))["total_trades"] == 4
     assert dict(zip(FEATURE_ROW_KEYS, rows[ACTIVE, 7], strict=True))["trade_count"] == 1
-    assert [row[2] for row in result.publish_rows] == [30, 30]
+    assert [row[2] for row in result.rows_to_publish] == [30, 30]
 
 
 def test_a_rebuild_records_its_day_in_the_transaction_of_its_rows(db: Path) -> None:
@@ -203,3 +204,33 @@ def test_the_summary_says_whose_the_rebuild_metrics_are(
     text.json = False
     assert command_rebuild(text) == 0
     assert "personas_rebuild_* metrics describe its own daily rebuild" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("offset", "future"), [(0, False), (MAX_CLOCK_SKEW_S, False), (MAX_CLOCK_SKEW_S + 1, True)]
+)
+def test_is_future_allows_the_clock_skew(offset: int, future: bool) -> None:
+    assert is_future(1_000_000 + offset, 1_000_000.0) is future
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+    ) -> str:
+        self.calls.append((topic, value, key, headers))
+        return "receipt"
+
+
+async def test_the_rebuild_sender_hands_aiokafka_its_arguments_by_name() -> None:
+    producer = FakeProducer()
+    sender = AiokafkaSender(producer)
+    receipt: Any = await sender.send("wallet-features", b"key", b"value")
+    assert receipt == "receipt"
+    await sender.send("wallet-features", None, b"v", [("h", b"1")])
+    assert producer.calls == [
+        ("wallet-features", b"value", b"key", None),
+        ("wallet-features", b"v", None, [("h", b"1")]),
+    ]
