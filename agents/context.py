@@ -226,11 +226,11 @@ class AgentContext:
     async def dead_letter(self, rejected: Sequence[Rejected]) -> None:
         """Send rejected messages to their DLQs and wait until the broker has them all.
 
-        Sent together and awaited once: one at a time, each waits out the producer's linger, which
-        held a burst of bad input to ~200 dead letters a second. A transient error re-sends the
-        lot; a dead letter is identified by its source topic/partition/offset and re-drive count,
-        so a copy is harmless (delivery is at-least-once anyway: a crash before the commit re-sends
-        it too). A letter carries its lineage's headers too (`Lineage.headers`).
+        Sent together and awaited once: one at a time, each would wait out the producer's linger,
+        which held a burst of bad input to a trickle of dead letters. A transient error re-sends
+        the lot; a dead letter is identified by its source topic/partition/offset and re-drive
+        count, so a copy is harmless (delivery is at-least-once anyway: a crash before the commit
+        re-sends it too). A letter carries its lineage's headers too (`Lineage.headers`).
 
         `personas_dead_letters_total` counts source messages: a re-driven copy that fails again
         is the same bad message, already counted when it was first dead-lettered.

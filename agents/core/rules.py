@@ -342,7 +342,8 @@ def classify(
     """The SPEC §8 decision for one wallet (known_bots: any case); `explain` adds the report.
 
     It stops at the deciding rule and builds no per-condition results: the classifier calls it
-    for every FeatureSet, where `explain` costs ~170 µs. Tests hold it equal to `explain`.
+    for every FeatureSet, where `explain` would cost several times more (README, Performance).
+    Tests hold it equal to `explain`.
     """
     metrics = metric_values(window, lifetime)
     wallet = proxy_wallet.lower()

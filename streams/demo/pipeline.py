@@ -44,12 +44,12 @@ from streams.progress import Progress, format_duration
 from streams.topics import worker_groups
 from streams.worker import prepare
 
-__all__ = ["StageTiming", "run_demo", "say"]
+__all__ = ["StageTiming", "run_demo", "say", "warn"]
 
-# Each poll counts the demo's rows (~20 ms for 300k trades): often enough for a live line and
-# a precise end, rarely enough to leave the worker its CPU.
 #: Prepended to the topic names when the demo runs on a configured broker, shared with others.
 DEMO_TOPIC_PREFIX = "demo-"
+# Each poll counts the demo's rows, a query over the whole data set: often enough for a live line
+# and a precise end, rarely enough to leave the worker its CPU.
 POLL_S = 0.25
 STALL_TIMEOUT_S = 60.0
 WORKER_START_TIMEOUT_S = 60.0
@@ -85,6 +85,11 @@ def say(message: str, quiet: bool) -> None:
     """One of the demo's own messages, on stderr (stdout is the summary's)."""
     if not quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning, on stderr even when quiet, as every command writes them."""
+    print(f"personas demo: warning: {message}", file=sys.stderr, flush=True)
 
 
 class _Sender(threading.Thread):
@@ -236,8 +241,7 @@ def _stop_worker(run: _Run) -> None:
         run.worker.kill()
         status = run.worker.wait()
     if status != 0:
-        print(f"warning: the worker exited with status {status}; see {run.log_path}",
-              file=sys.stderr)  # fmt: skip
+        warn(f"the worker exited with status {status}; see {run.log_path}")
 
 
 def _run_stages(
@@ -251,9 +255,8 @@ def _run_stages(
     finally:
         progress.end()
     if not consuming:
-        print(f"warning: the worker's consumers are not confirmed after "
-              f"{WORKER_START_TIMEOUT_S:.0f}s; the ingest time includes its start",
-              file=sys.stderr)  # fmt: skip
+        warn(f"the worker's consumers are not confirmed after {WORKER_START_TIMEOUT_S:.0f}s; "
+             "the ingest time includes its start")  # fmt: skip
     topics, conn = run.settings.topics, run.conn
     ingest = _stage(run, "ingest", "stored", topics.trades, trades, lambda: count(
         conn, "SELECT COUNT(*) FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
@@ -284,13 +287,13 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 @contextlib.contextmanager
-def _demo_broker(settings: Settings, log_path: Path | None) -> Iterator[str]:
-    """The configured broker, else an embedded one of the demo's own.
+def _demo_broker(settings: Settings, log_path: Path, *, embedded: bool) -> Iterator[str]:
+    """An embedded broker of the demo's own, logging to `log_path`; else the configured one.
 
     Not the one in the run file (a `personas broker` or a worker's): the demo would share it
     with whatever else runs. Nor is its own recorded there: other commands keep finding theirs.
     """
-    if log_path is None:
+    if not embedded:
         yield ",".join(settings.broker.bootstrap)
         return
     broker = EmbeddedBroker(log_path=log_path)
@@ -318,9 +321,9 @@ def run_demo(
     settings = demo_settings(settings)
     date, data_dir = feature_date(options.end), settings.database.path.parent
     log_path = data_dir / "demo-worker.log"
-    broker_log = None if settings.broker.bootstrap else data_dir / "demo-broker.log"
-    with _demo_broker(settings, broker_log) as bootstrap:
-        say(f"broker {bootstrap}" + (f", embedded (log {broker_log})" if broker_log else ""),
+    embedded, broker_log = not settings.broker.bootstrap, data_dir / "demo-broker.log"
+    with _demo_broker(settings, broker_log, embedded=embedded) as bootstrap:
+        say(f"broker {bootstrap}" + (f", embedded (log {broker_log})" if embedded else ""),
             quiet)  # fmt: skip
         prepare(settings, bootstrap)
         with closing(connect(settings.database.path)) as conn:
@@ -339,5 +342,5 @@ def run_demo(
         "wallets": len(dataset.wallets), "trades": len(trades),
         "generate_s": round(generate_s, 2), "elapsed_s": round(time.monotonic() - started, 2),
         "database": str(settings.database.path), "worker_log": str(log_path),
-        "broker": bootstrap, "broker_log": str(broker_log) if broker_log else None,
+        "broker": bootstrap, "broker_log": str(broker_log) if embedded else None,
     }  # fmt: skip

@@ -12,7 +12,7 @@ from config.settings import load_settings
 from streams.broker import broker_for, find_running_broker
 from streams.cli.demo import format_summary
 from streams.demo import StageTiming, demo_settings
-from streams.demo.pipeline import _demo_broker
+from streams.demo.pipeline import _demo_broker, warn
 from streams.progress import (
     CLEAR_TO_END,
     LOG_EVERY_S,
@@ -226,7 +226,21 @@ def test_on_a_shared_broker_the_demo_has_topics_of_its_own(tmp_path: Path) -> No
 def test_the_demo_never_takes_over_the_run_file(tmp_path: Path) -> None:
     settings = load_settings(env={"PERSONAS_DB": str(tmp_path / "p.db")})
     with broker_for(settings) as theirs:  # a `personas broker` or worker already running
-        with _demo_broker(settings, tmp_path / "demo-broker.log") as ours:
+        with _demo_broker(settings, tmp_path / "demo-broker.log", embedded=True) as ours:
             assert ours != theirs
             assert find_running_broker(settings) == theirs
         assert find_running_broker(settings) == theirs
+
+
+def test_the_demo_warns_as_every_command_does(capsys: pytest.CaptureFixture[str]) -> None:
+    warn("the worker exited with status 1")
+    assert capsys.readouterr().err == "personas demo: warning: the worker exited with status 1\n"
+
+
+def test_on_a_configured_broker_the_demo_starts_none(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={"PERSONAS_DB": str(tmp_path / "p.db"), "PERSONAS_BROKER": "kafka-1:9092,kafka-2:9092"}
+    )
+    with _demo_broker(settings, tmp_path / "demo-broker.log", embedded=False) as bootstrap:
+        assert bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert not (tmp_path / "demo-broker.log").exists()
