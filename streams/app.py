@@ -20,6 +20,7 @@ from agents.rebuild_agent import cron_expression
 from config.settings import Settings
 from streams.consumer import register_consumer
 from streams.runtime import Runtime
+from streams.topics import stage_topics
 
 __all__ = ["build_app"]
 
@@ -71,7 +72,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
 def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
     """One consumer per agent, each in its own group, calling the agent's handler."""
     settings = runtime.settings
-    topics, features = settings.topics, settings.features
+    reads, features = stage_topics(settings), settings.features
 
     async def compute_in_processes(job: OnDemandJob) -> list[Outcome]:
         pool = await runtime.feature_pool()
@@ -80,16 +81,16 @@ def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
 
     compute = OnDemandCompute(compute_in_processes, features.concurrency, features.process_count)
     register_consumer(
-        app, runtime, ingest_agent.STAGE, topics.trades, bootstrap, ingest_agent.handle,
+        app, runtime, ingest_agent.STAGE, reads[ingest_agent.STAGE], bootstrap, ingest_agent.handle,
         settings.ingest, max_partition_fetch_bytes=ingest_agent.MAX_PARTITION_FETCH_BYTES,
     )  # fmt: skip
     register_consumer(
-        app, runtime, features_agent.STAGE, topics.discovered, bootstrap,
+        app, runtime, features_agent.STAGE, reads[features_agent.STAGE], bootstrap,
         partial(features_agent.handle, compute=compute), features,
     )  # fmt: skip
     register_consumer(
-        app, runtime, classifier_agent.STAGE, topics.features, bootstrap, classifier_agent.handle,
-        settings.classifier,
+        app, runtime, classifier_agent.STAGE, reads[classifier_agent.STAGE], bootstrap,
+        classifier_agent.handle, settings.classifier,
     )  # fmt: skip
 
 

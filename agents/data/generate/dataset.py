@@ -15,7 +15,7 @@ from agents.data.generate.catalogue import (
     draw_wallets,
     planted_sequence,
 )
-from agents.data.generate.options import BEHAVIOURS, MIN_DAYS, GenerateOptions, PlantedLabel
+from agents.data.generate.options import BEHAVIOURS, GenerateOptions, PlantedLabel
 from agents.data.generate.shapes import Raw
 
 __all__ = ["Dataset", "generate"]
@@ -76,13 +76,6 @@ class Dataset:
 
 def generate(options: GenerateOptions) -> Dataset:
     """Markets, wallets and planted labels for ``options``; trades follow lazily from the result."""
-    if options.wallets < 1:
-        raise ValueError(f"wallets must be ≥ 1, got {options.wallets}")
-    if options.days < MIN_DAYS:
-        raise ValueError(
-            f"days must be ≥ {MIN_DAYS} (planted wallets need 50+ days of history), "
-            f"got {options.days}"
-        )
     # One generator drawn in a fixed order (markets, unknown markets, wallets, the shuffle):
     # reordering these draws would change every file for the same seed.
     rng = random.Random(f"personas-generate/{options.seed}")
