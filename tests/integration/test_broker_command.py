@@ -41,8 +41,13 @@ def broker(own_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen
         yield process
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # SIGTERM: it stops its broker (a SIGKILL would leave the broker process behind).
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         log.close()
 
 
