@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,16 +60,6 @@ def test_the_worker_start_is_exported_and_no_rebuild_yet() -> None:
     metrics = Metrics()
     assert before - 1 <= metrics.worker_start_time._value.get() <= time.time()
     assert metrics.rebuild_last_success._value.get() == 0
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    # Faust wants a current loop when the app is built.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    asyncio.set_event_loop(None)
-    loop.close()
 
 
 def _daily_rebuild(settings: Settings) -> tuple[Callable[[], Any], Any]:

@@ -14,13 +14,6 @@ from streams.cli import main
 WALLET = "0x" + "ab" * 20
 
 
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "personas.db"
-    monkeypatch.setenv("PERSONAS_DB", str(path))
-    return path
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     code = main(list(argv))
     return code, capsys.readouterr().err

@@ -19,13 +19,6 @@ from streams.cli.parser import COMMANDS, build_parser
 WALLET = "0x" + "ab" * 20
 
 
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "personas.db"
-    monkeypatch.setenv("PERSONAS_DB", str(path))
-    return path
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
