@@ -6,8 +6,9 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -16,6 +17,12 @@ from config.settings import load_settings
 from streams.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parents[2]
+WORKERS = ("worker-1", "worker-2")
+#: Directories the apache/kafka image creates and chowns to its user, appuser (its
+#: docker/jvm/Dockerfile: `mkdir -p /var/lib/kafka/data …; chown appuser:root -R /var/lib/kafka`).
+#: A fresh named volume takes the ownership of the image's directory it is mounted on; mounted on
+#: a path the image lacks, it is root's, and the broker cannot write its log.
+KAFKA_IMAGE_DIRS_OF_APPUSER = ("/var/lib/kafka/data",)
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +30,23 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
 
 
+def workers(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run `personas run`."""
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("command") == ["personas", "run"]
+    }
+
+
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "topics", "worker", "prometheus", "grafana"}
+    assert set(compose["services"]) == {
+        "kafka", "topics", "postgres", *WORKERS, "prometheus", "grafana"
+    }  # fmt: skip
+    assert set(workers(compose)) == set(WORKERS)
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
     assert compose["services"]["topics"]["image"] == compose["services"]["kafka"]["image"]
+    assert compose["services"]["postgres"]["image"] == "postgres:15"
 
 
 def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
@@ -35,6 +55,47 @@ def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+
+
+def _volume_mounts(service: dict[str, Any]) -> dict[PurePosixPath, str]:
+    """A service's named-volume mounts, container path → volume."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = volume.partition(":")
+        if not source.startswith((".", "/")):
+            mounts[PurePosixPath(rest.partition(":")[0])] = source
+    return mounts
+
+
+def test_kafka_keeps_its_log_on_a_volume_its_user_can_write(compose: dict[str, Any]) -> None:
+    """Topics and committed offsets survive a recreated container: every log dir is on a named
+    volume (the image's default, /tmp/kraft-combined-logs, is on none), mounted where the image
+    has a directory of its user's."""
+    kafka = compose["services"]["kafka"]
+    mounts = _volume_mounts(kafka)
+    assert set(mounts.values()) <= set(compose["volumes"])
+    log_dirs = [PurePosixPath(d) for d in kafka["environment"]["KAFKA_LOG_DIRS"].split(",")]
+    assert log_dirs
+    for log_dir in log_dirs:
+        assert log_dir.is_absolute()
+        on = [mount for mount in mounts if log_dir == mount or mount in log_dir.parents]
+        assert on, f"{log_dir} is on no volume of the kafka service"
+        assert str(on[0]) in KAFKA_IMAGE_DIRS_OF_APPUSER, f"{on[0]} may not be appuser's"
+    metadata = kafka["environment"].get("KAFKA_METADATA_LOG_DIR")
+    assert metadata is None or PurePosixPath(metadata) in log_dirs  # default: the first log dir
+
+
+def test_postgres_is_healthchecked_and_keeps_its_data(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    env = postgres["environment"]
+    check = postgres["healthcheck"]["test"]
+    command = " ".join(check[1:]) if check[0] in ("CMD", "CMD-SHELL") else ""
+    assert command.startswith("pg_isready"), check
+    # over TCP, as the workers connect (a socket-only check passes during the first-start init)
+    assert "-h 127.0.0.1" in command or "-h localhost" in command
+    assert f"-U {env['POSTGRES_USER']}" in command and f"-d {env['POSTGRES_DB']}" in command
+    mounts = _volume_mounts(postgres)
+    assert mounts.get(PurePosixPath("/var/lib/postgresql/data")) in compose["volumes"]
 
 
 def test_topics_match_the_config(compose: dict[str, Any]) -> None:
@@ -47,22 +108,38 @@ def test_topics_match_the_config(compose: dict[str, Any]) -> None:
     assert settings.topics.replication_factor == 1
 
 
-def test_worker_env_ports_and_volume(compose: dict[str, Any]) -> None:
-    worker = compose["services"]["worker"]
-    env = worker["environment"]
+def test_workers_share_kafka_and_the_postgres_database(compose: dict[str, Any]) -> None:
     kafka_env = compose["services"]["kafka"]["environment"]
-    assert f"PLAINTEXT://{env['PERSONAS_BROKER']}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
-    settings = load_settings(env={k: str(v) for k, v in env.items()})
-    assert settings.broker.bootstrap == ["kafka:9092"]
-    assert settings.worker.web_host == "0.0.0.0"
-    assert settings.worker.web_port == load_settings(env={}).worker.web_port
-    assert f"{settings.worker.web_port}:{settings.worker.web_port}" in worker["ports"]
-    volume, _, mount = worker["volumes"][0].partition(":")
-    assert volume in compose["volumes"]
-    assert Path(env["PERSONAS_DB"]).parent == Path(mount)
-    assert worker["command"] == ["personas", "run"]
-    assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-    assert str(settings.worker.web_port) in " ".join(worker["healthcheck"]["test"])
+    postgres = compose["services"]["postgres"]
+    host_ports = set()
+    for name, worker in workers(compose).items():
+        env = worker["environment"]
+        assert env == workers(compose)[WORKERS[0]]["environment"], f"{name}: another config"
+        assert f"PLAINTEXT://{env['PERSONAS_BROKER']}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+        database = urlsplit(env["PERSONAS_DB"])
+        assert database.scheme == "postgresql"
+        assert database.hostname == "postgres" and database.hostname in compose["services"]
+        assert database.port == 5432  # the server's port inside the network, not the host's
+        assert database.username == postgres["environment"]["POSTGRES_USER"]
+        assert database.password == postgres["environment"]["POSTGRES_PASSWORD"]
+        assert database.path == f"/{postgres['environment']['POSTGRES_DB']}"
+        assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        settings = load_settings(env={k: str(v) for k, v in env.items()})
+        assert settings.broker.bootstrap == ["kafka:9092"]
+        assert settings.worker.web_host == "0.0.0.0"
+        port = settings.worker.web_port
+        assert port == load_settings(env={}).worker.web_port
+        [published] = worker["ports"]
+        host_port, _, container_port = published.rpartition(":")
+        assert container_port == str(port)
+        host_ports.add(host_port)
+        assert str(port) in " ".join(worker["healthcheck"]["test"])
+        # the worker's local files: under its working directory, on a volume of its own
+        volumes = _volume_mounts(worker)
+        assert volumes.get(PurePosixPath(worker["working_dir"])) == f"{name}-data"
+        assert set(volumes.values()) <= set(compose["volumes"])
+    assert len(host_ports) == len(WORKERS)  # each worker's /metrics reachable from the host
 
 
 def test_dockerfile_builds_the_worker() -> None:
@@ -106,9 +183,11 @@ def test_prometheus_scrapes_the_worker_and_loads_the_shipped_alerts(
     assert config["rule_files"] == [mounts["config/prometheus/alerts.yml"]]
     [job] = config["scrape_configs"]
     port = load_settings(env={}).worker.web_port
-    assert job["static_configs"] == [{"targets": [f"worker:{port}"]}]
+    # one target per worker, by its service name (each resolves to its one container)
+    [static] = job["static_configs"]
+    assert sorted(static["targets"]) == [f"{name}:{port}" for name in sorted(workers(compose))]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert "worker" in service["depends_on"]
+    assert set(workers(compose)) <= set(service["depends_on"])
     assert "9090:9090" in service["ports"]
     storage = next(arg for arg in service["command"] if arg.startswith("--storage.tsdb.path="))
     assert f"prometheus-data:{storage.partition('=')[2]}" in service["volumes"]
