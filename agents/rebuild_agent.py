@@ -96,7 +96,7 @@ async def daily_rebuild(context: AgentContext) -> RebuildResult:
     log.info("daily rebuild started, as_of %d", as_of)
     options = options_from_settings(settings, as_of, computed_at=context.clock())
     # Processes do the work; a thread waits for them so the event loop keeps serving.
-    result = await asyncio.to_thread(run_rebuild, settings.database.path, options)
+    result = await asyncio.to_thread(run_rebuild, settings.database.url, options)
     retry = Retry(metrics.transient_retries, _raise_to_caller)
     await retry(
         "rebuild-publish", publish_rebuild, result, context.sender, context.store,

@@ -8,7 +8,10 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, Protocol, TypeVar
 
+import psycopg
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+
+from agents.store.postgres import is_connection_lost
 
 __all__ = ["RETRY_FIRST_S", "RETRY_MAX_S", "Retry", "backoff", "is_transient"]
 
@@ -21,10 +24,13 @@ RETRY_MAX_S = 5.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors that go away by themselves: a locked database, a broker that is not reachable."""
+    """Errors that go away by themselves: a locked SQLite database; a PostgreSQL connection lost,
+    a serialization failure or deadlock; a broker that is not reachable."""
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc)
         return "locked" in text or "busy" in text
+    if isinstance(exc, psycopg.Error):
+        return is_connection_lost(exc)
     return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
 
 

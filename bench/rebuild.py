@@ -41,13 +41,13 @@ WHERE t.proxy_wallet = ? AND t.timestamp BETWEEN ? AND ?"""
 
 def naive_rebuild(db: Path, as_of: int, sample: int) -> dict[str, Any]:
     """The seed's per-wallet loop on a fixed random sample of the active wallets."""
-    from agents.compute.rebuild import active_wallets
-    from agents.core.features import WINDOWS, Fill, wallet_features
+    from agents.compute.rebuild import ACTIVE_WALLETS_SQL
+    from agents.core.features import DAY, WINDOWS, Fill, wallet_features
     from agents.core.records import build_feature_set
     from agents.store import UPSERT_FEATURES_SQL, feature_row
 
     conn = sqlite3.connect(db)  # as a naive job opens it: implicit transactions, defaults
-    wallets = active_wallets(conn, as_of, max(WINDOWS))
+    wallets = [w for (w,) in conn.execute(ACTIVE_WALLETS_SQL, (as_of - max(WINDOWS) * DAY, as_of))]
     chosen = sorted(random.Random(NAIVE_SEED).sample(wallets, min(sample, len(wallets))))
     started = time.perf_counter()
     for wallet in chosen:

@@ -1,7 +1,7 @@
 """The frozen, validated settings: `default.toml` < `--config FILE` < environment variables.
 
 Environment variables:
-    PERSONAS_DB              database.path
+    PERSONAS_DB              database.url (a SQLite file path, or postgresql://user@host:port/db)
     PERSONAS_BROKER          broker.url (host:port[,…]); unset and no run file → embedded broker
     PERSONAS_<SECTION>__<KEY>  any other key, value written as a TOML literal (4, 0.5, true, "x")
 """
@@ -20,10 +20,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.thresholds import RuleThresholds
 
-__all__ = ["DLQ_SUFFIX", "ConfigError", "Settings", "dlq_name", "load_settings"]
+__all__ = [
+    "DLQ_SUFFIX",
+    "POSTGRES_SCHEMES",
+    "ConfigError",
+    "DatabaseSettings",
+    "Settings",
+    "dlq_name",
+    "load_settings",
+    "redact_url",
+]
 
 ENV_PREFIX = "PERSONAS_"
-ENV_ALIASES = {"PERSONAS_DB": ("database", "path"), "PERSONAS_BROKER": ("broker", "url")}
+ENV_ALIASES = {"PERSONAS_DB": ("database", "url"), "PERSONAS_BROKER": ("broker", "url")}
 
 _SECTION = ConfigDict(frozen=True, extra="forbid")
 #: One gate, two readers: the feature agent publishes nothing below it and the rules mark such a
@@ -41,10 +50,50 @@ class ConfigError(Exception):
     exit_code = 2
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 class DatabaseSettings(BaseModel):
+    """Where the store lives: a SQLite file (the embedded default) or a PostgreSQL server."""
+
     model_config = _SECTION
-    path: Path
+    url: str = Field(min_length=1)
     busy_timeout_ms: int = Field(ge=0, le=600_000)
+    pool_min: int = Field(ge=1, le=100)
+    pool_max: int = Field(ge=1, le=100)
+    pool_timeout_s: float = Field(gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.pool_min > self.pool_max:
+            raise ValueError("database.pool_min must not exceed database.pool_max")
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(POSTGRES_SCHEMES)
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file; only meaningful when the store is not PostgreSQL."""
+        if self.is_postgres:
+            raise ConfigError("database.url is a PostgreSQL URL, not a SQLite file")
+        return Path(self.url)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the worker keeps its local files: beside the SQLite file, or `var/`."""
+        return Path("var") if self.is_postgres else Path(self.url).parent
+
+    @property
+    def location(self) -> str:
+        """The database as logs and messages name it: the file, or the URL without password."""
+        return redact_url(self.url) if self.is_postgres else self.url
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class BrokerSettings(BaseModel):

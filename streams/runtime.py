@@ -18,7 +18,7 @@ from faust.types import ProducerT
 from agents.compute.feature_pool import FeaturePool
 from agents.context import AgentContext, Headers
 from agents.retry import Retry
-from agents.store import Store
+from agents.store import open_store
 from config.settings import Settings
 from streams.health import Health
 from streams.metrics import Metrics
@@ -68,8 +68,7 @@ class Runtime:
         async with self._open_lock:
             if self._context is None:
                 assert self.producer is not None, "runtime has no producer"
-                db = self.settings.database
-                store = await Store.open(db.path, db.busy_timeout_ms)
+                store = await open_store(self.settings.database)
                 sender = ProducerSender(self.producer)
                 self._context = AgentContext(self.settings, store, sender, self.metrics, self.retry)
             return self._context
@@ -80,9 +79,7 @@ class Runtime:
         async with self._open_lock:
             if self._feature_pool is None:
                 db = self.settings.database
-                pool = FeaturePool(
-                    db.path, db.busy_timeout_ms, self.settings.features.process_count
-                )
+                pool = FeaturePool(db.url, db.busy_timeout_ms, self.settings.features.process_count)
                 await pool.start()
                 self._feature_pool = pool
         return self._feature_pool

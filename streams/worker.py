@@ -72,7 +72,7 @@ def prepare(settings: Settings, bootstrap: str) -> None:
     asyncio.run(ensure_topics(bootstrap, settings))
     # A broker that lost its log: start those partitions over (policy in streams.offset_guard).
     asyncio.run(reset_lost_offsets(bootstrap, settings))
-    with closing(connect(settings.database.path, settings.database.busy_timeout_ms)) as conn:
+    with closing(connect(settings.database.url, settings.database.busy_timeout_ms)) as conn:
         migrate(conn)
 
 

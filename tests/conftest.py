@@ -12,6 +12,7 @@ import pytest
 
 from config.settings import Settings, load_settings
 from streams.broker import EmbeddedBroker
+from tests.postgres import create_database, drop_database
 
 # Read before any test cleans the environment: set it to run the suite against a real Kafka.
 EXTERNAL_BROKER = os.environ.get("PERSONAS_BROKER", "")
@@ -46,12 +47,31 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+BACKENDS = ("sqlite", "postgresql")
+#: Runs a test once on each store: `@on_both_stores` before a test that takes `database_url`.
+on_both_stores = pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def isolated_env(tmp_path: Path) -> dict[str, str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The test's own database: a SQLite file, or (parametrised so) a new PostgreSQL database,
+    dropped afterwards."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield str(tmp_path / "personas.db")
+        return
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
+def isolated_env(database_url: str) -> dict[str, str]:
     """Environment for one test: its own database, topic prefix and consumer group."""
     tag = uuid.uuid4().hex[:10]
     return {
-        "PERSONAS_DB": str(tmp_path / "personas.db"),
+        "PERSONAS_DB": database_url,
         "PERSONAS_TOPICS__PREFIX": f'"t{tag}-"',
         "PERSONAS_WORKER__APP_ID": f'"personas-{tag}"',
         **TEST_GROUP_ENV,

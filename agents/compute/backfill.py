@@ -14,7 +14,6 @@ published from the store, not recomputed.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
@@ -35,7 +34,7 @@ from agents.compute.rebuild import (
 )
 from agents.compute.shards import ShardFunction, ShardResult, run_shards, worker_shard
 from agents.core.features import DAY
-from agents.store import connect, migrate
+from agents.store import Connection, connect, migrate
 from agents.store.runs import (
     RebuildRun,
     RunState,
@@ -72,7 +71,7 @@ DAYS_PER_PASS = 7
 ACTIVITY_SQL = f"""
 SELECT proxy_wallet, (u + {DAY - 1}) / {DAY} - ? AS first_day, u / {DAY} AS last_day
 FROM (SELECT proxy_wallet, timestamp - ? AS u FROM trades INDEXED BY trades_wallet_time
-      WHERE timestamp BETWEEN ? AND ?)
+      WHERE timestamp BETWEEN ? AND ?) AS spans
 GROUP BY proxy_wallet, first_day, last_day
 ORDER BY proxy_wallet, first_day"""
 
@@ -153,7 +152,7 @@ def passes(plan: Sequence[PlannedDay], days_per_pass: int) -> list[list[PlannedD
     return out
 
 
-def active_counts(conn: sqlite3.Connection, first: date, days: int, span_days: int) -> list[int]:
+def active_counts(conn: Connection, first: date, days: int, span_days: int) -> list[int]:
     """Wallets active on each of `days` days from `first` (a trade in the `span_days` window up
     to the day's end, as the daily rebuild selects them), from one query."""
     if days <= 0:
@@ -174,7 +173,7 @@ def active_counts(conn: sqlite3.Connection, first: date, days: int, span_days: i
 
 
 def plan_backfill(
-    conn: sqlite3.Connection,
+    conn: Connection,
     days: Sequence[date],
     options: RebuildOptions,
     *,
@@ -273,8 +272,8 @@ Publish = Callable[[Sequence[tuple[Any, ...]]], int]
 class _Backfill:
     """One backfill run: its connection, its options and what it has done so far."""
 
-    conn: sqlite3.Connection
-    db_path: Path
+    conn: Connection
+    database: Path | str
     options: RebuildOptions
     publish: Publish | None
     progress: Callable[[BackfillProgress], None] | None
@@ -305,7 +304,7 @@ class _Backfill:
             self.tick(wallets=shard.wallets)
 
         results, workers = run_shards(
-            self.conn, self.db_path, jobs, parallel=options.parallel, workers=options.workers,
+            self.conn, self.database, jobs, parallel=options.parallel, workers=options.workers,
             busy_timeout_ms=options.busy_timeout_ms, on_shard=done,
             shard_function=self.shard_function,
         )  # fmt: skip
@@ -353,7 +352,7 @@ class _Backfill:
 
 
 def run_backfill(
-    db_path: Path | str,
+    database: Path | str,
     days: Sequence[date],
     options: RebuildOptions,
     *,
@@ -370,13 +369,12 @@ def run_backfill(
         raise ValueError("a backfill needs at least one day")
     started = time.perf_counter()
     computed_at = time.time() if options.computed_at is None else options.computed_at
-    db_path = Path(db_path)
     result = BackfillResult(days[0].isoformat(), days[-1].isoformat(), days_per_pass=days_per_pass)
-    with closing(connect(db_path, options.busy_timeout_ms)) as conn:
+    with closing(connect(database, options.busy_timeout_ms)) as conn:
         migrate(conn)
         plan = plan_backfill(conn, days, options, force=force, publish=publish is not None)
         run = _Backfill(
-            conn, db_path, options, publish, progress, shard_function, result, computed_at
+            conn, database, options, publish, progress, shard_function, result, computed_at
         )
         todo = [day for day in plan if day.action is not Action.SKIP]
         compute = sum(day.wallets for day in todo if day.action is Action.COMPUTE)

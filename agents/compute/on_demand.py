@@ -8,7 +8,6 @@ latest discovery time among them; the kernel then cuts each wallet's trades at i
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from agents.core.codec import encode
 from agents.core.features import Fill, wallet_features
 from agents.core.records import build_feature_set
-from agents.store import fills_by_wallet
+from agents.store import Connection, fills_by_wallet
 
 __all__ = ["Discovery", "OnDemandJob", "Outcome", "compute_discoveries"]
 
@@ -57,7 +56,7 @@ class Outcome:
         return self.error is None and self.features is None
 
 
-def compute_discoveries(conn: sqlite3.Connection, job: OnDemandJob) -> list[Outcome]:
+def compute_discoveries(conn: Connection, job: OnDemandJob) -> list[Outcome]:
     """One Outcome per discovery, in order; a failing wallet fails alone."""
     discoveries = job.discoveries
     if not discoveries:

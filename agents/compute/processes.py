@@ -19,13 +19,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sqlite3
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from agents.store import open_reader
+from agents.store import Connection, open_reader
 
 __all__ = ["exit_with", "reader", "reader_pool", "serve"]
 
@@ -60,7 +59,7 @@ def serve(worker_pid: int) -> None:
 
 
 # The pool process's read-only connection, opened once by the pool's initializer.
-_reader: sqlite3.Connection | None = None
+_reader: Connection | None = None
 
 
 def _open_reader(path: str, busy_timeout_ms: int, worker_pid: int) -> None:
@@ -69,18 +68,18 @@ def _open_reader(path: str, busy_timeout_ms: int, worker_pid: int) -> None:
     _reader = open_reader(path, busy_timeout_ms)
 
 
-def reader() -> sqlite3.Connection:
+def reader() -> Connection:
     """This pool process's read-only connection."""
     assert _reader is not None, "not a reader process"
     return _reader
 
 
-def reader_pool(db_path: Path | str, busy_timeout_ms: int, processes: int) -> ProcessPoolExecutor:
-    """`processes` reader processes on `db_path` that end with this process."""
+def reader_pool(database: Path | str, busy_timeout_ms: int, processes: int) -> ProcessPoolExecutor:
+    """`processes` reader processes on `database` that end with this process."""
     # forkserver: children never fork this (possibly multi-threaded, event-looped) process.
     return ProcessPoolExecutor(
         max_workers=processes,
         mp_context=multiprocessing.get_context("forkserver"),
         initializer=_open_reader,
-        initargs=(str(db_path), busy_timeout_ms, os.getpid()),
+        initargs=(str(database), busy_timeout_ms, os.getpid()),
     )

@@ -15,7 +15,6 @@ Faust-free on purpose: `personas rebuild` and the crontab agent both call `run_r
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -33,7 +32,7 @@ from agents.compute.shards import (
 )
 from agents.core.features import DAY, WINDOWS, feature_date
 from agents.retry import backoff, is_transient
-from agents.store import connect, migrate
+from agents.store import Connection, connect, migrate
 from agents.store.runs import RebuildRun, write_rebuild
 from agents.store.schema import FEATURE_ROW_KEYS
 
@@ -157,7 +156,7 @@ def options_from_settings(
     )
 
 
-def active_wallets(conn: sqlite3.Connection, as_of: int, days: int) -> list[str]:
+def active_wallets(conn: Connection, as_of: int, days: int) -> list[str]:
     """Wallets with a trade in [as_of − days·86400, as_of] (the SPEC §3 window), sorted."""
     rows = conn.execute(ACTIVE_WALLETS_SQL, (as_of - days * DAY, as_of))
     return [wallet for (wallet,) in rows]
@@ -187,7 +186,7 @@ def shard_jobs(
 
 
 def run_rebuild(
-    db_path: Path | str,
+    database: Path | str,
     options: RebuildOptions,
     progress: Callable[[int, int], None] | None = None,
     *,
@@ -200,10 +199,9 @@ def run_rebuild(
     `rebuild_runs` (as of `as_of`) in the same transaction, unless a wallet failed.
     """
     started = time.perf_counter()
-    db_path = Path(db_path)
     computed_at = time.time() if options.computed_at is None else options.computed_at
     result = RebuildResult(options.as_of, feature_date(options.as_of))
-    with closing(connect(db_path, options.busy_timeout_ms)) as conn:
+    with closing(connect(database, options.busy_timeout_ms)) as conn:
         migrate(conn)
         wallets = active_wallets(conn, options.as_of, max(options.windows))
         jobs = shard_jobs(wallets, (options.as_of,), options, computed_at)
@@ -214,7 +212,7 @@ def run_rebuild(
                 progress(result.wallets, len(wallets))
 
         shards, result.workers = run_shards(
-            conn, db_path, jobs, parallel=options.parallel, workers=options.workers,
+            conn, database, jobs, parallel=options.parallel, workers=options.workers,
             busy_timeout_ms=options.busy_timeout_ms, on_shard=done, shard_function=shard_function,
         )  # fmt: skip
         result.shards = len(jobs)
@@ -233,18 +231,20 @@ def run_rebuild(
     return result
 
 
-def write_rows(
-    conn: sqlite3.Connection, rows: list[tuple[Any, ...]], run: RebuildRun | None
-) -> int:
+def write_rows(conn: Connection, rows: list[tuple[Any, ...]], run: RebuildRun | None) -> int:
     """One upsert transaction (with `run` recorded); a lock held past the busy timeout is
     retried with backoff."""
     for attempt, delay in enumerate(backoff(WRITE_FIRST_RETRY_S, most=8.0), start=1):
         try:
             return write_rebuild(conn, rows, run)
-        except sqlite3.OperationalError as exc:
+        except Exception as exc:
             if attempt == WRITE_ATTEMPTS or not is_transient(exc):
                 raise
-            log.warning("rebuild: database busy (%s), retrying the write in %.1fs", exc, delay)
+            log.warning(
+                "rebuild: database busy or unreachable (%s), retrying the write in %.1fs",
+                exc,
+                delay,
+            )
             time.sleep(delay)
     raise AssertionError("backoff never ends")
 

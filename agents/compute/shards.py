@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,7 +35,7 @@ from agents.core.features import (
     many_wallet_features,
     wallet_features,
 )
-from agents.store import fills_by_wallet
+from agents.store import Connection, fills_by_wallet
 
 __all__ = [
     "SOURCE",
@@ -105,7 +104,7 @@ def _rows(
 Wallets = Iterable[tuple[str, Sequence[Fill]]]
 
 
-def _by_as_of(conn: sqlite3.Connection, job: ShardJob) -> Iterator[tuple[int, Wallets]]:
+def _by_as_of(conn: Connection, job: ShardJob) -> Iterator[tuple[int, Wallets]]:
     """(as_of, the wallets active then with their trades) for each as_of of the job."""
     read = fills_by_wallet(conn, job.wallets, job.as_of)
     if len(job.as_ofs) == 1:
@@ -126,7 +125,7 @@ def _by_as_of(conn: sqlite3.Connection, job: ShardJob) -> Iterator[tuple[int, Wa
         )
 
 
-def compute_shard(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
+def compute_shard(conn: Connection, job: ShardJob) -> ShardResult:
     """Every wallet of the shard through `many_wallet_features`; raises on any failure."""
     result = ShardResult(job.index, [], 0)
     for as_of, wallets in _by_as_of(conn, job):
@@ -136,7 +135,7 @@ def compute_shard(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
     return result
 
 
-def _compute_shard_per_wallet(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
+def _compute_shard_per_wallet(conn: Connection, job: ShardJob) -> ShardResult:
     """The fallback: the kernel wallet by wallet, so one bad wallet loses only itself."""
     result = ShardResult(job.index, [], 0, fallback=True)
     for as_of, wallets in _by_as_of(conn, job):
@@ -154,7 +153,7 @@ def _compute_shard_per_wallet(conn: sqlite3.Connection, job: ShardJob) -> ShardR
     return result
 
 
-def _fallback(conn: sqlite3.Connection, job: ShardJob, error: BaseException) -> ShardResult:
+def _fallback(conn: Connection, job: ShardJob, error: BaseException) -> ShardResult:
     wallets = job.wallets
     log.warning(
         "rebuild: shard %d failed (%r); computing its %d wallets (%s … %s) serially",
@@ -164,7 +163,7 @@ def _fallback(conn: sqlite3.Connection, job: ShardJob, error: BaseException) -> 
     return _compute_shard_per_wallet(conn, job)
 
 
-def _serial(conn: sqlite3.Connection, job: ShardJob) -> ShardResult:
+def _serial(conn: Connection, job: ShardJob) -> ShardResult:
     try:
         return compute_shard(conn, job)
     except Exception as exc:
@@ -181,13 +180,13 @@ ShardFunction = Callable[[ShardJob], ShardResult]
 
 @dataclass(frozen=True)
 class _Pool:
-    db_path: Path
+    database: Path | str
     busy_timeout_ms: int
     workers: int
 
 
 def _parallel(
-    conn: sqlite3.Connection,
+    conn: Connection,
     pool_options: _Pool,
     jobs: Sequence[ShardJob],
     done: Callable[[ShardResult], None],
@@ -206,7 +205,7 @@ def _parallel(
                 done(_serial(conn, pending.popleft()))
             return
         pool = reader_pool(
-            pool_options.db_path, pool_options.busy_timeout_ms, min(workers, len(pending))
+            pool_options.database, pool_options.busy_timeout_ms, min(workers, len(pending))
         )
         broken = False
         in_flight: dict[Future[ShardResult], ShardJob] = {}
@@ -235,8 +234,8 @@ def _parallel(
 
 
 def run_shards(
-    conn: sqlite3.Connection,
-    db_path: Path,
+    conn: Connection,
+    database: Path | str,
     jobs: Sequence[ShardJob],
     *,
     parallel: bool,
@@ -259,7 +258,7 @@ def run_shards(
 
     used = workers if parallel and workers > 1 and len(jobs) > 1 else 0
     if used:
-        _parallel(conn, _Pool(db_path, busy_timeout_ms, workers), jobs, done, shard_function)
+        _parallel(conn, _Pool(database, busy_timeout_ms, workers), jobs, done, shard_function)
     else:
         for job in jobs:
             done(_serial(conn, job))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from pydantic import BaseModel
 from agents.core.codec import decode, validate
 from agents.core.errors import InvalidMessage
 from agents.core.records import Market, Trade
-from agents.store import insert_markets, insert_trade_rows, trade_row
+from agents.store import Connection, insert_markets, insert_trade_rows, trade_row
 
 __all__ = ["ImportReport", "RowError", "import_markets", "import_trades", "read_records"]
 
@@ -110,7 +109,7 @@ def _parse(model: type[ModelT], raw: Any, is_csv: bool) -> ModelT:
 
 
 def import_trades(
-    conn: sqlite3.Connection, path: Path, on_progress: Callable[[int], None] | None = None
+    conn: Connection, path: Path, on_progress: Callable[[int], None] | None = None
 ) -> ImportReport:
     """Insert every valid trade of `path` (batched transactions); duplicates are skipped."""
     report = ImportReport(str(path))
@@ -135,7 +134,7 @@ def import_trades(
     return report
 
 
-def import_markets(conn: sqlite3.Connection, path: Path) -> ImportReport:
+def import_markets(conn: Connection, path: Path) -> ImportReport:
     """Upsert every valid market of `path` in one transaction."""
     report = ImportReport(str(path))
     markets = []

@@ -8,13 +8,13 @@ whenever the day is rebuilt again, since its rows are then new.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from agents.store.connection import Connection, transaction
 from agents.store.schema import FEATURE_ROW_KEYS
-from agents.store.sqlite import UPSERT_FEATURES_SQL, transaction
+from agents.store.tables import FEATURES
 
 __all__ = [
     "RebuildRun",
@@ -60,14 +60,10 @@ class RunState(NamedTuple):
     published_at: float | None
 
 
-def write_rebuild(
-    conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]], run: RebuildRun | None
-) -> int:
+def write_rebuild(conn: Connection, rows: Iterable[tuple[Any, ...]], run: RebuildRun | None) -> int:
     """Upsert a rebuild's rows and record `run` in one transaction; return the rows written."""
     with transaction(conn):
-        before = conn.total_changes
-        conn.executemany(UPSERT_FEATURES_SQL, rows)
-        written = conn.total_changes - before
+        written = conn.bulk_upsert(FEATURES, list(rows))
         if run is not None:
             conn.execute(
                 RECORD_RUN_SQL,
@@ -76,22 +72,22 @@ def write_rebuild(
         return written
 
 
-def rebuild_runs(conn: sqlite3.Connection, first: str, last: str) -> dict[str, RunState]:
+def rebuild_runs(conn: Connection, first: str, last: str) -> dict[str, RunState]:
     """The rebuilds recorded for the feature_dates `first` … `last` (ISO dates), by date."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rebuild_runs'").fetchone() is None:
+    if not conn.has_table("rebuild_runs"):
         return {}  # not migrated yet: a dry run reads an older database without migrating it
     rows = conn.execute(RUNS_SQL, (first, last))
     return {date: RunState(as_of, published_at) for date, as_of, published_at in rows}
 
 
-def mark_published(conn: sqlite3.Connection, feature_date: str, as_of: int, at: float) -> None:
+def mark_published(conn: Connection, feature_date: str, as_of: int, at: float) -> None:
     """Record that the rows of `feature_date`'s rebuild as of `as_of` were published."""
     with transaction(conn):
         conn.execute(MARK_PUBLISHED_SQL, (at, feature_date, as_of))
 
 
 def batch_feature_rows(
-    conn: sqlite3.Connection, feature_date: str, as_of: int, window_days: int
+    conn: Connection, feature_date: str, as_of: int, window_days: int
 ) -> list[tuple[Any, ...]]:
     """The stored batch rows of one rebuilt day and window, by wallet (to publish them again)."""
     return conn.execute(BATCH_ROWS_SQL, (feature_date, as_of, window_days)).fetchall()

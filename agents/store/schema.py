@@ -1,4 +1,5 @@
-"""SQLite schema (SPEC §6) as versioned migrations; feature columns come from the core."""
+"""The schema (SPEC §6) as versioned migrations, for both stores; feature columns come from the
+core. Column types are `{integer}` and `{real}`, filled in by each store's dialect."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import dataclasses
 from typing import get_args, get_type_hints
 
 from agents.core.features import LifetimeStats, WindowFeatures
+from agents.store.dialect import Dialect
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_NAMES", "FEATURE_ROW_KEYS", "MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = [
+    "FEATURE_COLUMNS",
+    "FEATURE_NAMES",
+    "FEATURE_ROW_KEYS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "migration_statements",
+]
 
 
 def _sql_type(annotation: object) -> str:
     # `int | None` → int: nullable columns take their non-null type.
     base = next((arg for arg in get_args(annotation) if arg is not type(None)), annotation)
     if base is int:
-        return "INTEGER"
-    return "REAL" if base is float else "TEXT"
+        return "{integer}"
+    return "{real}" if base is float else "TEXT"
 
 
 def _columns(*classes: type) -> tuple[tuple[str, str], ...]:
@@ -35,6 +44,7 @@ FEATURE_ROW_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 
 _FEATURE_DDL = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in FEATURE_COLUMNS)
+# The templates below are f-strings that keep {integer} and {real} for `migration_statements`.
 
 MIGRATIONS: tuple[str, ...] = (
     f"""
@@ -43,9 +53,9 @@ CREATE TABLE trades (
     proxy_wallet TEXT NOT NULL,
     condition_id TEXT NOT NULL,
     side         TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
-    size         REAL NOT NULL CHECK (size > 0),
-    price        REAL NOT NULL CHECK (price > 0 AND price < 1),
-    timestamp    INTEGER NOT NULL
+    size         {{real}} NOT NULL CHECK (size > 0),
+    price        {{real}} NOT NULL CHECK (price > 0 AND price < 1),
+    timestamp    {{integer}} NOT NULL
 );
 CREATE INDEX trades_wallet_time ON trades (proxy_wallet, timestamp);
 CREATE INDEX trades_time ON trades (timestamp);
@@ -57,20 +67,20 @@ CREATE TABLE markets (
 
 CREATE TABLE wallets (
     proxy_wallet     TEXT PRIMARY KEY,
-    discovered_at    INTEGER NOT NULL,
+    discovered_at    {{integer}} NOT NULL,
     source           TEXT NOT NULL,
-    first_seen_at    REAL NOT NULL,
+    first_seen_at    {{real}} NOT NULL,
     on_demand_status TEXT CHECK (on_demand_status IN ('success', 'insufficient', 'error')),
-    on_demand_at     REAL
+    on_demand_at     {{real}}
 );
 
 CREATE TABLE wallet_features (
     proxy_wallet TEXT NOT NULL,
     feature_date TEXT NOT NULL,
-    window_days  INTEGER NOT NULL,
-    as_of        INTEGER NOT NULL,
+    window_days  {{integer}} NOT NULL,
+    as_of        {{integer}} NOT NULL,
     source       TEXT NOT NULL CHECK (source IN ('on_demand', 'batch')),
-    computed_at  REAL NOT NULL,
+    computed_at  {{real}} NOT NULL,
     {_FEATURE_DDL},
     UNIQUE (proxy_wallet, feature_date, window_days)
 );
@@ -83,13 +93,13 @@ CREATE TABLE wallet_classifications (
     persona         TEXT,
     reason          TEXT,
     stage           TEXT,
-    metric_value    REAL,
-    threshold       REAL,
-    confidence      REAL,
+    metric_value    {{real}},
+    threshold       {{real}},
+    confidence      {{real}},
     features_source TEXT NOT NULL CHECK (features_source IN ('on_demand', 'batch')),
     rules_version   TEXT NOT NULL,
-    as_of           INTEGER NOT NULL,
-    classified_at   REAL NOT NULL,
+    as_of           {{integer}} NOT NULL,
+    classified_at   {{real}} NOT NULL,
     UNIQUE (proxy_wallet, feature_date)
 );
 
@@ -106,13 +116,19 @@ CREATE TABLE wallet_traits (
     """
 CREATE TABLE rebuild_runs (
     feature_date TEXT PRIMARY KEY,
-    as_of        INTEGER NOT NULL,
-    wallets      INTEGER NOT NULL,
-    rows_written INTEGER NOT NULL,
-    finished_at  REAL NOT NULL,
-    published_at REAL
+    as_of        {integer} NOT NULL,
+    wallets      {integer} NOT NULL,
+    rows_written {integer} NOT NULL,
+    finished_at  {real} NOT NULL,
+    published_at {real}
 );
 """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migration_statements(version: int, dialect: Dialect) -> list[str]:
+    """The statements that take a database from `version` to `version + 1`."""
+    script = MIGRATIONS[version].format(integer=dialect.integer, real=dialect.real)
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -61,7 +61,7 @@ def command_import(args: argparse.Namespace) -> int:
     if args.markets is not None:
         input_file(args.markets, "--markets")
     reports: dict[str, Any] = {}
-    with closing(connect(settings.database.path, settings.database.busy_timeout_ms)) as conn:
+    with closing(connect(settings.database.url, settings.database.busy_timeout_ms)) as conn:
         migrate(conn)
         if args.markets is not None:
             started = time.monotonic()

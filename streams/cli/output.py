@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -14,7 +13,7 @@ from agents.core.codec import dumps
 from agents.core.errors import InvalidMessage, WalletError
 from agents.core.records import normalise_wallet, parse_timestamp
 from agents.data.generate.options import GenerateOptions, InvalidOption
-from agents.store import open_reader
+from agents.store import Connection, open_reader
 from agents.store.schema import SCHEMA_VERSION
 from config.settings import Settings
 
@@ -83,26 +82,28 @@ def generate_options(wallets: int, days: int, seed: int, end: int) -> GenerateOp
         raise InvalidMessage(f"--{exc.option}", exc.reason) from None
 
 
-def require_database(settings: Settings) -> Path:
-    """The configured database's path; a clear error when there is none yet."""
-    path = settings.database.path
-    if not path.exists():
-        raise WalletError(f"no database at {path}: load trades with `personas import trades F`")
-    return path
+def require_database(settings: Settings) -> str:
+    """The configured database (a SQLite path that must exist, or a PostgreSQL URL)."""
+    database = settings.database
+    if not database.is_postgres and not database.path.exists():
+        raise WalletError(
+            f"no database at {database.path}: load trades with `personas import trades F`"
+        )
+    return database.url
 
 
-def open_existing(settings: Settings) -> sqlite3.Connection:
+def open_existing(settings: Settings) -> Connection:
     """A read-only connection to an existing database at this program's schema version.
 
     Read commands neither create a database nor migrate one: an older schema is an error that
     says which commands migrate it.
     """
     conn = open_reader(require_database(settings), settings.database.busy_timeout_ms)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    version = conn.schema_version()
     if version == SCHEMA_VERSION:
         return conn
     conn.close()
-    found = f"{settings.database.path} has schema version {version}"
+    found = f"{settings.database.location} has schema version {version}"
     if version < SCHEMA_VERSION:
         raise WalletError(
             f"{found}, older than this program's {SCHEMA_VERSION}: `personas run` or "

@@ -31,7 +31,7 @@ from agents.context import Headers
 from agents.core.errors import InvalidMessage
 from agents.core.records import is_future
 from agents.rebuild_agent import publish_rebuild, publish_rows
-from agents.store import Store, open_reader
+from agents.store import open_reader, open_store
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
 from streams.cli.output import emit_json, print_table, require_database, timestamp_arg
@@ -61,9 +61,8 @@ class AiokafkaSender:
 
 async def _publish_and_mark(bootstrap: str, settings: Settings, result: RebuildResult) -> None:
     """What the worker's daily rebuild does after computing (`publish_rebuild`), standalone."""
-    database = settings.database
     async with started_producer(bootstrap, settings, "rebuild") as producer:
-        store = await Store.open(database.path, database.busy_timeout_ms)
+        store = await open_store(settings.database)
         try:
             await publish_rebuild(result, AiokafkaSender(producer), store, settings.topics.features)
         finally:
@@ -96,7 +95,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
             progress.update(done)
 
         # Outside any event loop, so that Ctrl-C interrupts the computation itself.
-        result = run_rebuild(settings.database.path, options, report)
+        result = run_rebuild(settings.database.url, options, report)
         progress.finish(result.wallets)
         if bootstrap is not None:
             asyncio.run(_publish_and_mark(bootstrap, settings, result))
@@ -211,7 +210,7 @@ def _command_backfill(args: argparse.Namespace, settings: Settings) -> int:
             progress.update(at.wallets_done)
 
         result = run_backfill(
-            settings.database.path, days, options, force=args.force, publish=publish,
+            settings.database.url, days, options, force=args.force, publish=publish,
             progress=report,
         )  # fmt: skip
         progress.finish(sum(day.wallets for day in result.days if day.action is Action.COMPUTE))
@@ -233,9 +232,9 @@ def _command_backfill(args: argparse.Namespace, settings: Settings) -> int:
 def _dry_run(
     args: argparse.Namespace, settings: Settings, days: Sequence[date], options: RebuildOptions
 ) -> int:
-    path = require_database(settings)
+    database = require_database(settings)
     # Read-only, and no migration: a dry run changes nothing, not even the schema.
-    with contextlib.closing(open_reader(path, settings.database.busy_timeout_ms)) as conn:
+    with contextlib.closing(open_reader(database, settings.database.busy_timeout_ms)) as conn:
         plan = plan_backfill(conn, days, options, force=args.force, publish=not args.no_publish)
     counts = {action: sum(day.action is action for day in plan) for action in Action}
     wallet_days = sum(day.wallets for day in plan if day.action is Action.COMPUTE)

@@ -28,7 +28,8 @@ def _features_of(settings: Settings, wallet: str, as_of: int, window: int) -> tu
         # Features of no trades would classify as TOO_YOUNG, as if the wallet had been seen.
         when = datetime.fromtimestamp(as_of, UTC).isoformat()
         raise WalletError(
-            f"no trades of {wallet} up to {when} in {settings.database.path}: nothing to compute"
+            f"no trades of {wallet} up to {when} in {settings.database.location}: "
+            "nothing to compute"
         )
     windows, lifetime = wallet_features(fills, as_of, (window,))
     return windows[window], lifetime

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ from agents.core.errors import WalletError
 from agents.core.features import feature_date
 from agents.core.records import Trade, WalletDiscovered
 from agents.data.generate import GenerateOptions, generate
-from agents.store import connect
+from agents.store import Connection, connect
 from config.settings import Settings
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo.summary import accounted, count, last_accounted_at, stage_data, summarise
@@ -137,7 +136,7 @@ class _Run:
 
     settings: Settings
     bootstrap: str
-    conn: sqlite3.Connection
+    conn: Connection
     worker: subprocess.Popen[bytes]
     log_path: Path
     quiet: bool
@@ -259,7 +258,7 @@ def _run_stages(
              "the ingest time includes its start")  # fmt: skip
     topics, conn = run.settings.topics, run.conn
     ingest = _stage(run, "ingest", "stored", topics.trades, trades, lambda: count(
-        conn, "SELECT COUNT(*) FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
+        conn, "SELECT COUNT(*) FROM trades WHERE proxy_wallet IN (SELECT * FROM demo_wallets)"
     ))  # fmt: skip
     on_demand = _stage(
         run, "on-demand", "done", topics.discovered, discoveries,

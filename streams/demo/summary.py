@@ -2,48 +2,47 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from typing import Any
 
 from agents.core.records import Market
 from agents.data.generate import Dataset
-from agents.store import insert_markets
+from agents.store import Connection, insert_markets
 
 __all__ = ["accounted", "count", "last_accounted_at", "stage_data", "summarise"]
 
 
-def count(conn: sqlite3.Connection, sql: str, *params: Any) -> int:
+def count(conn: Connection, sql: str, *params: Any) -> int:
     return int(conn.execute(sql, params).fetchone()[0])
 
 
-def stage_data(conn: sqlite3.Connection, dataset: Dataset) -> int:
-    """Markets in; the demo's wallets in temp.demo; their trades from an earlier run out."""
+def stage_data(conn: Connection, dataset: Dataset) -> int:
+    """Markets in; the demo's wallets in demo_wallets; their trades from an earlier run out."""
     insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS demo (proxy_wallet TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.demo")
-    conn.executemany("INSERT INTO temp.demo VALUES (?)", ((w,) for w in dataset.wallets))
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS demo_wallets (proxy_wallet TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM demo_wallets")
+    conn.executemany("INSERT INTO demo_wallets VALUES (?)", ((w,) for w in dataset.wallets))
     # Stored again from the topic: else INSERT OR IGNORE keeps the old rows and the count of
     # stored trades is complete before anything is consumed.
-    earlier = "FROM trades WHERE proxy_wallet IN (SELECT * FROM temp.demo)"
+    earlier = "FROM trades WHERE proxy_wallet IN (SELECT * FROM demo_wallets)"
     deleted = conn.execute(f"DELETE {earlier}").rowcount
     return max(deleted, 0)
 
 
 _ACCOUNTED = """
-    FROM wallets AS w JOIN temp.demo USING (proxy_wallet)
+    FROM wallets AS w JOIN demo_wallets USING (proxy_wallet)
     LEFT JOIN wallet_classifications AS c
            ON c.proxy_wallet = w.proxy_wallet AND c.feature_date = ?
     WHERE w.on_demand_at >= ?
       AND (w.on_demand_status = 'insufficient' OR c.classified_at >= ?)"""
 
 
-def accounted(conn: sqlite3.Connection, since: float, date: str) -> int:
+def accounted(conn: Connection, since: float, date: str) -> int:
     """Demo wallets whose discovery finished: insufficient, or classified."""
     return count(conn, "SELECT COUNT(*)" + _ACCOUNTED, date, since, since)
 
 
-def last_accounted_at(conn: sqlite3.Connection, since: float, date: str) -> float | None:
+def last_accounted_at(conn: Connection, since: float, date: str) -> float | None:
     """When the last of them was committed: the store keeps that time for discoveries."""
     row = conn.execute(
         "SELECT MAX(MAX(w.on_demand_at, COALESCE(c.classified_at, 0)))" + _ACCOUNTED,
@@ -52,20 +51,18 @@ def last_accounted_at(conn: sqlite3.Connection, since: float, date: str) -> floa
     return float(row[0]) if row and row[0] is not None else None
 
 
-def summarise(
-    conn: sqlite3.Connection, dataset: Dataset, date: str, since: float
-) -> dict[str, Any]:
+def summarise(conn: Connection, dataset: Dataset, date: str, since: float) -> dict[str, Any]:
     rows = conn.execute(
         """
         SELECT c.proxy_wallet, c.status, c.persona, c.reason FROM wallet_classifications AS c
-        JOIN temp.demo USING (proxy_wallet) WHERE c.feature_date = ?""",
+        JOIN demo_wallets USING (proxy_wallet) WHERE c.feature_date = ?""",
         (date,),
     ).fetchall()
     by_wallet = {wallet: (status, persona, reason) for wallet, status, persona, reason in rows}
     outcomes = dict(
         conn.execute(
             """
-        SELECT on_demand_status, COUNT(*) FROM wallets JOIN temp.demo USING (proxy_wallet)
+        SELECT on_demand_status, COUNT(*) FROM wallets JOIN demo_wallets USING (proxy_wallet)
         WHERE on_demand_at >= ? GROUP BY on_demand_status""",
             (since,),
         ).fetchall()

@@ -1,10 +1,10 @@
-"""The in-process tier: each agent's handler driven with plain messages, a real SQLite store and
-an in-memory sender; no broker, no worker process."""
+"""The in-process tier: each agent's handler driven with plain messages, a real store and an
+in-memory sender; no broker, no worker process. Every test runs on both stores, SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -18,8 +18,9 @@ from agents.core.features import DAY
 from agents.core.records import Trade
 from agents.metrics import AgentMetrics
 from agents.retry import Retry
-from agents.store import Store, connect, migrate
+from agents.store import Connection, Store, connect, migrate, open_store
 from config.settings import Settings
+from tests.conftest import BACKENDS
 
 WALLET = "0x" + "a" * 40
 OTHER = "0x" + "b" * 40
@@ -87,10 +88,14 @@ async def no_sleep(delay: float) -> None:
     return None
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    db = settings.database
-    opened = await Store.open(db.path, db.busy_timeout_ms)
+    opened = await open_store(settings.database)
     try:
         yield opened
     finally:
@@ -110,9 +115,9 @@ def context(settings: Settings, store: Store, sender: MemorySender) -> AgentCont
 
 
 @pytest.fixture
-def db(settings: Settings, store: Store) -> Iterator[sqlite3.Connection]:
-    """A second connection on the store's file: sees only what the store committed."""
-    conn = connect(settings.database.path)
+def db(settings: Settings, store: Store) -> Iterator[Connection]:
+    """A second connection to the store's database: sees only what the store committed."""
+    conn = connect(settings.database.url)
     migrate(conn)
     try:
         yield conn
@@ -120,7 +125,7 @@ def db(settings: Settings, store: Store) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def count(conn: sqlite3.Connection, table: str) -> int:
+def count(conn: Connection, table: str) -> int:
     return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 

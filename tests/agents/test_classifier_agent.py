@@ -3,7 +3,6 @@ dead-lettered."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import orjson
@@ -13,7 +12,7 @@ from agents.context import AgentContext
 from agents.core.codec import encode
 from agents.core.features import feature_date, wallet_features
 from agents.core.records import Source, build_feature_set
-from agents.store import fills_for_wallet
+from agents.store import Connection, fills_for_wallet
 from tests.agents.conftest import (
     NOW,
     OTHER,
@@ -32,7 +31,7 @@ AS_OF = int(NOW)
 
 
 async def feature_set(
-    context: AgentContext, db: sqlite3.Connection, wallet: str, source: Source, window: int = 30
+    context: AgentContext, db: Connection, wallet: str, source: Source, window: int = 30
 ) -> bytes:
     await ingest_agent.handle(messages(TRADES, encoded(round_trips(wallet, 6, AS_OF))), context)
     windows, lifetime = wallet_features(fills_for_wallet(db, wallet, AS_OF), AS_OF, (window,))
@@ -40,7 +39,7 @@ async def feature_set(
     return encode(record)
 
 
-def stored(db: sqlite3.Connection, wallet: str) -> dict[str, Any]:
+def stored(db: Connection, wallet: str) -> dict[str, Any]:
     cursor = db.execute(
         "SELECT * FROM wallet_classifications WHERE proxy_wallet = ? AND feature_date = ?",
         (wallet, feature_date(AS_OF)),
@@ -50,7 +49,7 @@ def stored(db: sqlite3.Connection, wallet: str) -> dict[str, Any]:
 
 
 async def test_a_feature_set_is_classified_and_stored_with_its_features(
-    context: AgentContext, db: sqlite3.Connection
+    context: AgentContext, db: Connection
 ) -> None:
     value = await feature_set(context, db, WALLET, "on_demand")
     await classifier_agent.handle(messages(TOPIC, [value]), context)
@@ -62,7 +61,7 @@ async def test_a_feature_set_is_classified_and_stored_with_its_features(
 
 
 async def test_batch_rows_win_over_on_demand_rows_whatever_the_order(
-    context: AgentContext, db: sqlite3.Connection
+    context: AgentContext, db: Connection
 ) -> None:
     batch = await feature_set(context, db, WALLET, "batch")
     on_demand = await feature_set(context, db, WALLET, "on_demand")
@@ -74,7 +73,7 @@ async def test_batch_rows_win_over_on_demand_rows_whatever_the_order(
 
 
 async def test_bad_feature_sets_are_dead_lettered_and_the_good_ones_stored(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection
+    context: AgentContext, sender: MemorySender, db: Connection
 ) -> None:
     good = await feature_set(context, db, WALLET, "on_demand")
     seven_day = await feature_set(context, db, OTHER, "on_demand", window=7)
@@ -89,7 +88,7 @@ async def test_bad_feature_sets_are_dead_lettered_and_the_good_ones_stored(
 
 
 async def test_nothing_is_stored_before_the_returned_awaitable_runs(
-    context: AgentContext, db: sqlite3.Connection
+    context: AgentContext, db: Connection
 ) -> None:
     value = await feature_set(context, db, WALLET, "on_demand")
     storing = classifier_agent.handle(messages(TOPIC, [value]), context)

@@ -7,7 +7,6 @@ carry them into the new letter, and count the source message once.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import cast
 
 import orjson
@@ -15,6 +14,7 @@ import pytest
 
 from agents import classifier_agent, ingest_agent
 from agents.context import LETTER_HEADER, ORIGIN_HEADER, REDRIVES_HEADER, AgentContext
+from agents.store import Connection
 from tests.agents.conftest import MemorySender, count, counter, messages
 
 TRADES = "trades"
@@ -41,7 +41,7 @@ async def test_a_first_failure_is_its_own_source_and_is_counted(
 
 
 async def test_a_redriven_copy_that_fails_again_names_its_source_and_the_next_count(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection
+    context: AgentContext, sender: MemorySender, db: Connection
 ) -> None:
     headers = redriven("trades:3:41", 2, "trades.dlq:0:7")
     await ingest_agent.handle(messages(TRADES, [BAD_PRICE], headers), context)
@@ -63,7 +63,7 @@ async def test_a_redriven_copy_that_fails_again_names_its_source_and_the_next_co
 
 
 async def test_a_good_redriven_copy_is_stored_and_sends_no_letter(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection
+    context: AgentContext, sender: MemorySender, db: Connection
 ) -> None:
     good = orjson.loads(BAD_PRICE) | {"price": 0.5}
     headers = redriven("trades:3:41", 1, "trades.dlq:0:7")

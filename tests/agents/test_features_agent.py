@@ -4,7 +4,6 @@ batch not done before the broker has its FeatureSets and the wallets are recorde
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +14,7 @@ from agents.context import AgentContext
 from agents.core.codec import encode
 from agents.core.records import WalletDiscovered
 from agents.features_agent import OnDemandCompute
-from agents.store import open_reader
+from agents.store import Connection, open_reader
 from config.settings import Settings
 from tests.agents.conftest import (
     NOW,
@@ -35,8 +34,8 @@ BROKEN = "0x" + "c" * 40
 
 
 @pytest.fixture
-def reader(settings: Settings, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn = open_reader(settings.database.path)
+def reader(settings: Settings, db: Connection) -> Iterator[Connection]:
+    conn = open_reader(settings.database.url)
     try:
         yield conn
     finally:
@@ -44,7 +43,7 @@ def reader(settings: Settings, db: sqlite3.Connection) -> Iterator[sqlite3.Conne
 
 
 @pytest.fixture
-def compute(reader: sqlite3.Connection) -> OnDemandCompute:
+def compute(reader: Connection) -> OnDemandCompute:
     """The feature processes' computation, run here; one wallet fails as a bug would."""
 
     async def run(job: OnDemandJob) -> list[Outcome]:
@@ -67,7 +66,7 @@ async def seed(context: AgentContext) -> None:
 
 
 async def test_every_outcome_of_a_batch(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection, compute: OnDemandCompute
+    context: AgentContext, sender: MemorySender, db: Connection, compute: OnDemandCompute
 ) -> None:
     await seed(context)
     batch = messages(
@@ -102,7 +101,7 @@ async def test_the_gate_is_the_one_setting(
 
 
 async def test_not_done_until_the_broker_has_the_feature_sets(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection, compute: OnDemandCompute
+    context: AgentContext, sender: MemorySender, db: Connection, compute: OnDemandCompute
 ) -> None:
     await seed(context)
     sender.hold()
@@ -120,7 +119,7 @@ async def test_not_done_until_the_broker_has_the_feature_sets(
 
 
 async def test_a_replayed_discovery_records_the_wallet_once(
-    context: AgentContext, db: sqlite3.Connection, compute: OnDemandCompute
+    context: AgentContext, db: Connection, compute: OnDemandCompute
 ) -> None:
     await seed(context)
     batch = messages(TOPIC, [discovered(WALLET, "first"), discovered(WALLET, "again")])

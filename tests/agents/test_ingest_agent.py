@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from agents import ingest_agent
 from agents.context import AgentContext
+from agents.store import Connection
 from tests.agents.conftest import (
     NOW,
     WALLET,
@@ -26,7 +25,7 @@ TOPIC = "trades"
 
 
 async def test_good_trades_are_stored_and_bad_ones_dead_lettered_with_the_field(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection
+    context: AgentContext, sender: MemorySender, db: Connection
 ) -> None:
     good = encoded(round_trips(WALLET, 2, int(NOW)))
     bad_price = orjson.loads(good[0] or b"") | {"trade_id": "bad", "price": 1.5}
@@ -46,7 +45,7 @@ async def test_good_trades_are_stored_and_bad_ones_dead_lettered_with_the_field(
 
 
 async def test_a_redelivered_batch_stores_nothing_twice(
-    context: AgentContext, db: sqlite3.Connection
+    context: AgentContext, db: Connection
 ) -> None:
     batch = messages(TOPIC, encoded(round_trips(WALLET, 3, int(NOW))))
     await ingest_agent.handle(batch, context)
@@ -56,7 +55,7 @@ async def test_a_redelivered_batch_stores_nothing_twice(
 
 
 async def test_nothing_is_stored_before_the_returned_awaitable_runs(
-    context: AgentContext, db: sqlite3.Connection
+    context: AgentContext, db: Connection
 ) -> None:
     storing = ingest_agent.handle(
         messages(TOPIC, encoded(round_trips(WALLET, 1, int(NOW)))), context
@@ -76,7 +75,7 @@ async def test_a_dead_letter_is_resent_after_a_broker_error(
 
 
 async def test_a_store_that_refuses_the_write_is_fatal_and_sends_no_dead_letter(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection
+    context: AgentContext, sender: MemorySender, db: Connection
 ) -> None:
     db.execute("DROP TABLE trades")
     batch = messages(TOPIC, [*encoded(round_trips(WALLET, 1, int(NOW))), b"{"])

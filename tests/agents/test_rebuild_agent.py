@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from agents import ingest_agent, rebuild_agent
 from agents.context import AgentContext
 from agents.core.features import feature_date
+from agents.store import Connection
 from agents.store.runs import rebuild_runs
 from tests.agents.conftest import (
     NOW,
@@ -48,7 +47,7 @@ async def test_the_daily_rebuild_publishes_each_wallet_once_as_batch(
 
 
 async def test_the_daily_rebuild_marks_its_day_published_after_publishing(
-    context: AgentContext, db: sqlite3.Connection
+    context: AgentContext, db: Connection
 ) -> None:
     await ingest_two_wallets(context)
 
@@ -58,7 +57,7 @@ async def test_the_daily_rebuild_marks_its_day_published_after_publishing(
 
 
 async def test_a_publish_error_that_retrying_will_not_fix_is_raised_not_fatal(
-    context: AgentContext, sender: MemorySender, db: sqlite3.Connection
+    context: AgentContext, sender: MemorySender, db: Connection
 ) -> None:
     # The agents' retry would stop the worker (the context's raises `Fatal`, not a ValueError);
     # the rebuild's raises to its caller, which records the failure and keeps consuming.

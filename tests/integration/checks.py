@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from typing import NamedTuple
 
 from agents.core.records import Market, Trade, WalletDiscovered
 from agents.data.generate import Dataset, GenerateOptions, generate
-from agents.store import connect, insert_markets, migrate
+from agents.store import Connection, connect, insert_markets, migrate
 from config.settings import Settings
 from streams.topics import ensure_topics
 from tests.conftest import wait_until
@@ -27,7 +26,7 @@ class Scenario(NamedTuple):
     dataset: Dataset
     trades: list[Trade]
     discoveries: list[WalletDiscovered]
-    conn: sqlite3.Connection
+    conn: Connection
 
 
 def prepare_scenario(
@@ -54,16 +53,16 @@ def prepare_scenario(
     return Scenario(dataset, trades, discoveries, conn)
 
 
-def count(conn: sqlite3.Connection, sql: str, *params: object) -> int:
+def count(conn: Connection, sql: str, *params: object) -> int:
     return int(conn.execute(sql, params).fetchone()[0])
 
 
-def grew(conn: sqlite3.Connection, sql: str, before: int) -> bool:
+def grew(conn: Connection, sql: str, before: int) -> bool:
     """Whether the count `sql` returns is now above `before` (for polling)."""
     return count(conn, sql) > before
 
 
-def wait_until_classified(conn: sqlite3.Connection, discoveries: int, timeout: float = 60) -> None:
+def wait_until_classified(conn: Connection, discoveries: int, timeout: float = 60) -> None:
     """Wait until every discovery was handled and every on-demand success has its classification."""
     wait_until(lambda: count(conn, HANDLED) == discoveries, timeout, "every discovery handled")
     wait_until(

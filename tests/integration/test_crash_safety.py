@@ -40,6 +40,7 @@ from agents.core.records import Market, Trade
 from agents.core.rules import classify
 from agents.data.generate import DEFAULT_END, GenerateOptions, generate
 from agents.store import (
+    Connection,
     connect,
     fills_for_wallet,
     insert_markets,
@@ -149,7 +150,7 @@ def assert_dead_lettered(
     assert got == want, {"missing": want - got, "unexpected": got - want}
 
 
-def assert_trades_exactly_once(conn: sqlite3.Connection, trades: Sequence[Trade]) -> None:
+def assert_trades_exactly_once(conn: Connection, trades: Sequence[Trade]) -> None:
     stored = conn.execute(
         "SELECT trade_id, proxy_wallet, condition_id, side, size, price, timestamp FROM trades"
     ).fetchall()
@@ -160,7 +161,7 @@ def assert_trades_exactly_once(conn: sqlite3.Connection, trades: Sequence[Trade]
 
 
 def assert_discoveries_classified_once(
-    conn: sqlite3.Connection, settings: Settings, wallets: Iterable[str], as_of: int
+    conn: Connection, settings: Settings, wallets: Iterable[str], as_of: int
 ) -> tuple[int, int]:
     """One classification and one 30-day feature row per successful wallet, equal to a fresh
     recomputation; none for an insufficient one. Returns (classified, insufficient)."""

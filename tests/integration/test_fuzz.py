@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from agents.core.codec import MAX_MESSAGE_BYTES, encode
 from agents.core.records import Trade, WalletDiscovered
 from agents.data.generate import DEFAULT_END, GenerateOptions
+from agents.store import connect
 from config.settings import Settings
 from tests.conftest import wait_until
 from tests.integration.checks import count, prepare_scenario, wait_until_classified
@@ -209,7 +209,7 @@ def test_ten_thousand_malformed_messages_are_dead_lettered_and_the_valid_ones_pr
     assert (trade_resent, disc_resent) == (0, 0)  # no restart, so nothing is sent twice
     assert_dead_lettered(trade_letters, bad_trades)
     assert_dead_lettered(disc_letters, bad_discoveries)
-    with closing(sqlite3.connect(settings.database.path)) as check:
+    with closing(connect(settings.database.url)) as check:
         assert_trades_exactly_once(check, trades)
         classified, insufficient = assert_discoveries_classified_once(
             check, settings, dataset.wallets, AS_OF

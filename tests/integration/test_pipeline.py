@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import closing
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from agents.core.features import feature_date, wallet_features
 from agents.core.rules import classify
 from agents.data.generate import DEFAULT_END, GenerateOptions
-from agents.store import fills_for_wallet
+from agents.store import Connection, fills_for_wallet
 from config.settings import Settings
 from streams.topics import dlq_name
 from tests.conftest import wait_until
@@ -32,7 +31,7 @@ BAD_TRADES = [
 BAD_FIELDS = ["<json>", "proxy_wallet", "price"]
 
 
-def classification_rows(conn: sqlite3.Connection) -> dict[str, tuple[object, ...]]:
+def classification_rows(conn: Connection) -> dict[str, tuple[object, ...]]:
     rows = conn.execute(
         "SELECT proxy_wallet, status, persona, reason, stage, metric_value, threshold, confidence,"
         " features_source, rules_version FROM wallet_classifications"

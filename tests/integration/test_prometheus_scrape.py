@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agents.core.codec import encode
 from agents.core.records import WalletDiscovered
 from agents.data.generate import DEFAULT_END, GenerateOptions
+from agents.store import Connection
 from config.settings import Settings, load_settings
 from streams.topics import stage_group
 from tests.conftest import TEST_GROUP_ENV, wait_until
@@ -53,7 +54,7 @@ class Stack:
     settings: Settings
     worker: WorkerProcess
     prometheus: PrometheusServer
-    conn: sqlite3.Connection
+    conn: Connection
     exprs: dict[str, str] = field(default_factory=dict)
 
 

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from agents.core.errors import BrokerError, InvalidMessage
-from agents.store.schema import MIGRATIONS
+from agents.store.dialect import SQLITE
+from agents.store.schema import migration_statements
 from streams.cli.main import main
 from streams.cli.rebuild import backfill_range
 from tests.unit.test_backfill import ACTIVE, DAYS, make_db, table, trades
@@ -145,7 +146,7 @@ def test_a_dry_run_does_not_even_migrate_an_older_database(
 ) -> None:
     path = tmp_path / "old.db"
     with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+        conn.executescript(";".join(migration_statements(0, SQLITE)) + "; PRAGMA user_version = 1;")
         conn.executemany("INSERT INTO trades VALUES (?, ?, ?, ?, ?, ?, ?)", trades())
         conn.commit()
     monkeypatch.setenv("PERSONAS_DB", str(path))

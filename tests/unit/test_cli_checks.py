@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.store.schema import MIGRATIONS, SCHEMA_VERSION
+from agents.store.dialect import SQLITE
+from agents.store.schema import SCHEMA_VERSION, migration_statements
 from streams.cli import main
 
 WALLET = "0x" + "ab" * 20
@@ -44,7 +45,7 @@ def test_a_read_command_refuses_an_older_database_and_leaves_it_as_it_is(
     db: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     with closing(sqlite3.connect(db)) as conn:
-        conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+        conn.executescript(";".join(migration_statements(0, SQLITE)) + "; PRAGMA user_version = 1;")
     code, err = run(capsys, command, WALLET)
     assert code == 1
     assert f"schema version 1, older than this program's {SCHEMA_VERSION}" in err

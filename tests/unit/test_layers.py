@@ -2,8 +2,8 @@
 
     cli ──► streams ──► agents (handlers, context) ──► compute ──► store ──► core
                   └───► data (generator, importer) ─────────────────┘
-    agents and compute also use the shared policies (retry, metrics); every layer may read
-    config; config and core import nothing of the project's
+    agents and compute also use the shared policies (retry, metrics), which know the store's
+    errors; every layer may read config; config and core import nothing of the project's
 
 `LAYERS` names each layer's modules (the longest matching prefix wins) and `MAY_IMPORT` the
 layers it may import; any other arrow fails, lazy imports inside functions included.
@@ -37,7 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "core": {"core"},
     "config": {"config"},
     "store": {"store", "core", "config"},
-    "policy": {"policy", "config"},
+    "policy": {"policy", "store", "config"},
     "compute": {"compute", "store", "policy", "core", "config"},
     "data": {"data", "store", "core", "config"},
     "agents": {"agents", "compute", "store", "policy", "core", "config"},

@@ -160,7 +160,7 @@ def test_a_wallet_that_fails_is_skipped_and_reported(
 
 def args(db: Path, tmp_path: Path, *extra: str) -> argparse.Namespace:
     config = tmp_path / "test.toml"
-    config.write_text(f'[database]\npath = "{db}"\n')
+    config.write_text(f'[database]\nurl = "{db}"\n')
     values = {"config": config, "json": True, "as_of": str(AS_OF), "no_publish": False,
               "from_day": None, "to_day": None, "force": False, "dry_run": False}  # fmt: skip
     for flag in extra:

@@ -1,18 +1,35 @@
-"""Storage: idempotent writes and the batch-beats-on-demand precedence, enforced in SQL."""
+"""The store contract, on SQLite and PostgreSQL alike: idempotent writes, the batch-beats-on-demand
+precedence enforced in SQL, exact round trips, one migration at a time."""
 
 from __future__ import annotations
 
-import sqlite3
+import threading
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import closing
 
 import pytest
 
+from agents.core.errors import StoreError
 from agents.core.features import DAY, Fill, wallet_features
 from agents.core.records import FeatureSet, Source, build_feature_set
 from agents.core.rules import Classification, classify
-from agents.store import Classified, connect, migrate, write_classified
+from agents.store import (
+    Classified,
+    Connection,
+    connect,
+    feature_row,
+    fills_by_wallet,
+    insert_trade_rows,
+    migrate,
+    open_reader,
+    transaction,
+    write_classified,
+)
+from agents.store.schema import FEATURE_ROW_KEYS, SCHEMA_VERSION
 from config.thresholds import RuleThresholds
+from tests.conftest import on_both_stores
+
+pytestmark = on_both_stores
 
 WALLET = "0x" + "1" * 40
 AS_OF = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -37,14 +54,14 @@ def classified(source: Source, profit: float) -> Classified:
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect(tmp_path / "personas.db")
+def conn(database_url: str) -> Iterator[Connection]:
+    connection = connect(database_url)
     migrate(connection)
     yield connection
     connection.close()
 
 
-def stored(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+def stored(conn: Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     features = conn.execute(
         "SELECT source, realized_pnl FROM wallet_features WHERE proxy_wallet = ?", (WALLET,)
     ).fetchall()
@@ -55,12 +72,66 @@ def stored(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tup
     return features, classifications
 
 
-def test_migrate_is_idempotent(conn: sqlite3.Connection) -> None:
-    assert migrate(conn) == migrate(conn)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_migrate_is_idempotent(conn: Connection) -> None:
+    assert migrate(conn) == migrate(conn) == conn.schema_version() == SCHEMA_VERSION
 
 
-def test_on_demand_never_overwrites_batch(conn: sqlite3.Connection) -> None:
+def test_workers_migrating_at_once_apply_each_migration_once(database_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def start_worker() -> None:
+        try:
+            with closing(connect(database_url)) as own:
+                migrate(own)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start_worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with closing(connect(database_url)) as check:
+        assert check.schema_version() == SCHEMA_VERSION
+
+
+def test_a_newer_schema_is_refused(conn: Connection) -> None:
+    with transaction(conn):
+        conn.set_schema_version(SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="newer than this program"):
+        migrate(conn)
+
+
+def test_trades_are_stored_once_and_counted_as_new_once(conn: Connection) -> None:
+    rows = [(f"t{n}", WALLET, "m1", "BUY", 1.0 + n, 0.5, AS_OF - n) for n in range(5)]
+    assert insert_trade_rows(conn, rows) == 5
+    assert insert_trade_rows(conn, rows + rows[:2]) == 0  # duplicates, inside a batch too
+    assert insert_trade_rows(conn, [*rows, ("t9", WALLET, "m1", "SELL", 2.0, 0.7, AS_OF)]) == 1
+    assert conn.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 6
+
+
+def test_values_round_trip_to_the_last_bit(conn: Connection) -> None:
+    awkward = [0.1 + 0.2, 1 / 3, 5e-324, 1.7976931348623157e308, 0.30000000000000004]
+    rows = [(f"t{n}", WALLET, "m1", "BUY", size, 0.5, AS_OF - n) for n, size in enumerate(awkward)]
+    insert_trade_rows(conn, rows)
+    [(_, fills_read)] = list(fills_by_wallet(conn, [WALLET, "0x" + "2" * 40], AS_OF))
+    assert sorted(fill.size for fill in fills_read) == sorted(awkward)
+    item = classified("batch", 0.2)
+    write_classified(conn, [item], NOW)
+    columns = ", ".join(FEATURE_ROW_KEYS)
+    row = conn.execute(f"SELECT {columns} FROM wallet_features").fetchone()
+    assert tuple(row) == feature_row(item.features)
+
+
+def test_a_reader_cannot_write(conn: Connection, database_url: str) -> None:
+    with closing(open_reader(database_url)) as reader:
+        assert reader.schema_version() == SCHEMA_VERSION
+        with pytest.raises(Exception, match=r"(?i)read.only|readonly"):
+            reader.execute("INSERT INTO markets (condition_id, category) VALUES (?, ?)", ("m", "x"))
+
+
+def test_on_demand_never_overwrites_batch(conn: Connection) -> None:
     batch = classified("batch", 0.2)
     write_classified(conn, [batch], NOW)
     write_classified(conn, [classified("on_demand", -0.2)], NOW)
@@ -69,7 +140,7 @@ def test_on_demand_never_overwrites_batch(conn: sqlite3.Connection) -> None:
     assert classifications == [("batch", batch.result.reason)]
 
 
-def test_batch_overwrites_on_demand(conn: sqlite3.Connection) -> None:
+def test_batch_overwrites_on_demand(conn: Connection) -> None:
     write_classified(conn, [classified("on_demand", -0.2)], NOW)
     batch = classified("batch", 0.2)
     write_classified(conn, [batch], NOW)
@@ -78,7 +149,7 @@ def test_batch_overwrites_on_demand(conn: sqlite3.Connection) -> None:
     assert classifications == [("batch", batch.result.reason)]
 
 
-def test_on_demand_overwrites_on_demand(conn: sqlite3.Connection) -> None:
+def test_on_demand_overwrites_on_demand(conn: Connection) -> None:
     write_classified(conn, [classified("on_demand", 0.2)], NOW)
     later = classified("on_demand", -0.2)
     write_classified(conn, [later], NOW)
@@ -86,7 +157,7 @@ def test_on_demand_overwrites_on_demand(conn: sqlite3.Connection) -> None:
     assert features == [("on_demand", pytest.approx(later.features.realized_pnl))]
 
 
-def test_precedence_inside_one_batch(conn: sqlite3.Connection) -> None:
+def test_precedence_inside_one_batch(conn: Connection) -> None:
     batch = classified("batch", 0.2)
     write_classified(conn, [batch, classified("on_demand", -0.2)], NOW)
     features, classifications = stored(conn)
@@ -94,7 +165,7 @@ def test_precedence_inside_one_batch(conn: sqlite3.Connection) -> None:
     assert classifications == [("batch", batch.result.reason)]
 
 
-def test_rewriting_the_same_input_adds_no_row(conn: sqlite3.Connection) -> None:
+def test_rewriting_the_same_input_adds_no_row(conn: Connection) -> None:
     item = classified("on_demand", 0.2)
     for _ in range(3):
         write_classified(conn, [item], NOW)
@@ -105,7 +176,7 @@ def test_rewriting_the_same_input_adds_no_row(conn: sqlite3.Connection) -> None:
     assert counts == [1, 1]
 
 
-def test_traits_follow_the_winning_classification(conn: sqlite3.Connection) -> None:
+def test_traits_follow_the_winning_classification(conn: Connection) -> None:
     batch = classified("batch", 0.2)
     write_classified(conn, [batch], NOW)
     before = conn.execute("SELECT trait, value FROM wallet_traits ORDER BY trait").fetchall()

@@ -1,0 +1,252 @@
+"""The shared store: PostgreSQL, for workers on more than one host.
+
+psycopg 3 is the driver: one library with a synchronous API (the feature and rebuild processes,
+the commands) and an asynchronous one with a pool (the agents' writer), COPY for bulk writes,
+and binary results for the set-based reads (`make bench` compares it with asyncpg).
+
+Bulk writes COPY their rows into a temporary staging table and upsert them from it in one
+statement: the precedence rules (`ON CONFLICT … DO UPDATE … WHERE`) are the same SQL as on
+SQLite, evaluated by the server for the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg_pool import AsyncConnectionPool
+
+from agents.core.errors import StoreError
+from agents.store.connection import migrate
+from agents.store.dialect import POSTGRES, format_style
+from agents.store.tables import Statement, Upsert
+from agents.store.writer import Store
+from config.settings import DatabaseSettings, redact_url
+
+__all__ = ["PostgresConnection", "PostgresStore", "is_connection_lost"]
+
+log = logging.getLogger("personas.store")
+
+# Any number will do, as long as nothing else on the server takes this advisory lock.
+SCHEMA_LOCK_KEY = 7_214_031_911
+CONNECT_TIMEOUT_S = 10
+# A read on a lost connection is retried on a new one for this long (a restarting server).
+RECONNECT_FOR_S = 60.0
+# SQLSTATE classes that a new attempt can get past: connection exceptions, a transaction
+# rolled back (serialization failure, deadlock), operator intervention (a terminated backend,
+# a server shutting down or starting), too many connections.
+TRANSIENT_SQLSTATES = ("08", "40", "57P", "53300")
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """A PostgreSQL error that a later attempt, on a new connection if need be, can get past."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    # No SQLSTATE: the client lost the server (closed socket, failed connect).
+    return state is None or state.startswith(TRANSIENT_SQLSTATES)
+
+
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """The statements of one bulk upsert through a temporary staging table."""
+
+    create: str
+    copy: str
+    upsert: str
+    clear: str
+
+    @classmethod
+    def of(cls, upsert: Upsert) -> Staging:
+        staging, columns = f"staging_{upsert.table}", ", ".join(upsert.columns)
+        return cls(
+            create=f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {upsert.table})",
+            copy=f"COPY {staging} ({columns}) FROM STDIN",
+            upsert=(
+                f"INSERT INTO {upsert.table} ({columns}) SELECT {columns} FROM {staging}\n"
+                f"{upsert.on_conflict}"
+            ),
+            clear=f"TRUNCATE {staging}",
+        )
+
+
+def _connect(url: str, read_only: bool) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    # IF NOT EXISTS on the staging tables notices each time it skips; nobody reads those.
+    conn.execute("SET client_min_messages = warning")
+    if read_only:
+        conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
+class PostgresConnection:
+    """A synchronous connection with the store's `Connection` API (autocommit between
+    transactions). A read outside a transaction that loses its connection is retried on a new
+    one; inside a transaction the error goes to the caller, whose retry starts it again."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, read_only: bool) -> None:
+        self._url, self._read_only = url, read_only
+        self._conn = _connect(url, read_only)
+        self._changes = 0
+
+    @classmethod
+    def open(cls, url: str, read_only: bool = False) -> PostgresConnection:
+        try:
+            return cls(url, read_only)
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[-1]
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
+            ) from exc
+
+    @property
+    def total_changes(self) -> int:
+        return self._changes
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        query = format_style(sql) if parameters else sql
+        deadline = time.monotonic() + RECONNECT_FOR_S
+        while True:
+            try:
+                cursor = self._conn.execute(query, parameters or None, binary=True)
+                break
+            except psycopg.OperationalError as exc:
+                if self.in_transaction or not is_connection_lost(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("PostgreSQL connection lost (%s); reconnecting", exc)
+                time.sleep(0.5)
+                self._reconnect()
+        self._count(cursor)
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(format_style(sql), rows)
+            self._count(cursor)
+
+    def _count(self, cursor: psycopg.Cursor[Any]) -> None:
+        if cursor.description is None and cursor.rowcount > 0:  # a write, not a query
+            self._changes += cursor.rowcount
+
+    def _reconnect(self) -> None:
+        try:
+            self._conn.close()
+        finally:
+            self._conn = _connect(self._url, self._read_only)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def begin(self) -> None:
+        if self._conn.broken or self._conn.closed:
+            self._reconnect()
+        self._conn.execute("BEGIN")
+
+    def end(self, commit: bool) -> None:
+        if commit:
+            self._conn.execute("COMMIT")
+        elif not self._conn.broken:
+            self._conn.execute("ROLLBACK")
+
+    def bulk_upsert(self, upsert: Upsert, rows: Sequence[tuple[Any, ...]]) -> int:
+        staging = Staging.of(upsert)
+        with self._conn.cursor() as cursor:
+            cursor.execute(staging.create)
+            with cursor.copy(staging.copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(staging.upsert)
+            changed = max(cursor.rowcount, 0)
+            cursor.execute(staging.clear)
+        self._changes += changed
+        return changed
+
+    def schema_version(self) -> int:
+        if not self.has_table("schema_version"):
+            return 0
+        row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def set_schema_version(self, version: int) -> None:
+        self._conn.execute("DELETE FROM schema_version")
+        self._conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+
+    def lock_schema(self) -> None:
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+
+    def has_table(self, name: str) -> bool:
+        row = self._conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row and row[0])
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SET client_min_messages = warning")
+
+
+class PostgresStore(Store):
+    """The writer on a pool: each batch takes a connection, runs its transaction, returns it.
+
+    A connection is checked before it is handed out, so one the server dropped is replaced
+    instead of failing a batch; one lost during a batch fails it, and the agents' retry runs
+    the batch again on a new connection.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, database: DatabaseSettings) -> PostgresStore:
+        """Migrate the database, then open the pool (`database.pool_min` … `pool_max`)."""
+        with closing(PostgresConnection.open(database.url)) as schema_conn:
+            migrate(schema_conn)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            database.url,
+            min_size=database.pool_min,
+            max_size=database.pool_max,
+            timeout=database.pool_timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            name="personas-writer",
+            open=False,
+        )
+        await pool.open(wait=True, timeout=database.pool_timeout_s)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def run_batch(self, statements: Sequence[Statement]) -> int:
+        changed = 0
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            for statement, rows in statements:
+                if not rows:
+                    continue
+                if isinstance(statement, Upsert):
+                    staging = Staging.of(statement)
+                    await cursor.execute(staging.create)
+                    async with cursor.copy(staging.copy) as copy:
+                        for row in rows:
+                            await copy.write_row(row)
+                    await cursor.execute(staging.upsert)
+                    changed += max(cursor.rowcount, 0)
+                    await cursor.execute(staging.clear)
+                else:
+                    await cursor.executemany(format_style(statement), rows)
+                    changed += max(cursor.rowcount, 0)
+        return changed
