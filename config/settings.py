@@ -81,11 +81,6 @@ class DatabaseSettings(BaseModel):
         return Path(self.url)
 
     @property
-    def data_dir(self) -> Path:
-        """Where the worker keeps its local files: beside the SQLite file, or `var/`."""
-        return Path("var") if self.is_postgres else Path(self.url).parent
-
-    @property
     def location(self) -> str:
         """The database as logs and messages name it: the file, or the URL without password."""
         return redact_url(self.url) if self.is_postgres else self.url
@@ -160,6 +155,7 @@ class TopicSettings(BaseModel):
 class WorkerSettings(BaseModel):
     model_config = _SECTION
     app_id: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    data_dir: Path | None = None
     web_host: str
     web_port: int = Field(ge=0, le=65535)
     shutdown_timeout_s: float = Field(gt=0, le=600)
@@ -222,6 +218,14 @@ class Settings(BaseModel):
     classifier: BatchSettings
     rebuild: RebuildSettings
     rules: RuleSettings = RuleSettings()
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this host keeps its local files (the broker's run file and log, Faust's
+        directory): `worker.data_dir`, else beside the SQLite file, else `var/`."""
+        if self.worker.data_dir is not None:
+            return self.worker.data_dir
+        return Path("var") if self.database.is_postgres else self.database.path.parent
 
     @model_validator(mode="after")
     def _one_settled_gate(self) -> Settings:

@@ -46,7 +46,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         store="memory://",
         # Faust keeps a directory per app (by default `<app_id>-data/` in the working directory):
         # beside the database, with the rest of the worker's files.
-        datadir=settings.database.data_dir / f"{settings.worker.app_id}-data",
+        datadir=settings.data_dir / f"{settings.worker.app_id}-data",
         web_enabled=True,
         # web_host only names the URL; web_bind is the interface listened on (default: all).
         web_bind=settings.worker.web_host,

@@ -168,7 +168,7 @@ def run_file_path(settings: Settings) -> Path:
     worker's data directory when the store is PostgreSQL."""
     database = settings.database
     if database.is_postgres:
-        return database.data_dir / "personas.broker.json"
+        return settings.data_dir / "personas.broker.json"
     return database.path.with_name(database.path.name + ".broker.json")
 
 
@@ -236,7 +236,7 @@ def _remove_own_run_file(path: Path) -> None:
 @contextlib.contextmanager
 def _embedded(settings: Settings, port: int = 0) -> Iterator[EmbeddedBroker]:
     """An embedded broker recorded in the run file; both gone on exit."""
-    broker = EmbeddedBroker(log_path=settings.database.data_dir / "broker.log", port=port)
+    broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log", port=port)
     run_file = run_file_path(settings)
     try:
         _write_run_file(run_file, broker.start())

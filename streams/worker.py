@@ -74,6 +74,7 @@ def prepare(settings: Settings, bootstrap: str) -> None:
     asyncio.run(reset_lost_offsets(bootstrap, settings))
     with closing(connect(settings.database.url, settings.database.busy_timeout_ms)) as conn:
         migrate(conn)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
 def check_web_port(settings: Settings) -> None:
@@ -103,7 +104,7 @@ def run_worker(settings: Settings, *, rebuild: bool = True) -> int:
         app = build_app(settings, bootstrap, rebuild=rebuild)
         log.info(
             "worker %s: broker %s, database %s, /metrics on http://%s:%d",
-            settings.worker.app_id, bootstrap, settings.database.path,
+            settings.worker.app_id, bootstrap, settings.database.location,
             settings.worker.web_host, settings.worker.web_port,
         )  # fmt: skip
         worker = Worker(

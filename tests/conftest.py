@@ -67,11 +67,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def isolated_env(database_url: str) -> dict[str, str]:
-    """Environment for one test: its own database, topic prefix and consumer group."""
+def isolated_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for one test: its own database, files, topic prefix and consumer group."""
     tag = uuid.uuid4().hex[:10]
     return {
         "PERSONAS_DB": database_url,
+        "PERSONAS_WORKER__DATA_DIR": f'"{tmp_path}"',
         "PERSONAS_TOPICS__PREFIX": f'"t{tag}-"',
         "PERSONAS_WORKER__APP_ID": f'"personas-{tag}"',
         **TEST_GROUP_ENV,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
 from agents.core.errors import StoreError
@@ -96,6 +95,9 @@ class PostgresConnection:
         self._url, self._read_only = url, read_only
         self._conn = _connect(url, read_only)
         self._changes = 0
+        # Ours, not the server's: a connection that died mid-transaction reports no transaction,
+        # and a statement of it must not be retried alone on a new one.
+        self._in_transaction = False
 
     @classmethod
     def open(cls, url: str, read_only: bool = False) -> PostgresConnection:
@@ -111,10 +113,6 @@ class PostgresConnection:
     def total_changes(self) -> int:
         return self._changes
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
-
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         query = format_style(sql) if parameters else sql
         deadline = time.monotonic() + RECONNECT_FOR_S
@@ -123,7 +121,7 @@ class PostgresConnection:
                 cursor = self._conn.execute(query, parameters or None, binary=True)
                 break
             except psycopg.OperationalError as exc:
-                if self.in_transaction or not is_connection_lost(exc):
+                if self._in_transaction or not is_connection_lost(exc):
                     raise
                 if time.monotonic() > deadline:
                     raise
@@ -155,11 +153,13 @@ class PostgresConnection:
         if self._conn.broken or self._conn.closed:
             self._reconnect()
         self._conn.execute("BEGIN")
+        self._in_transaction = True
 
     def end(self, commit: bool) -> None:
+        self._in_transaction = False
         if commit:
             self._conn.execute("COMMIT")
-        elif not self._conn.broken:
+        elif not (self._conn.broken or self._conn.closed):
             self._conn.execute("ROLLBACK")
 
     def bulk_upsert(self, upsert: Upsert, rows: Sequence[tuple[Any, ...]]) -> int:

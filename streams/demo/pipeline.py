@@ -219,7 +219,7 @@ def _start_worker(
     env = dict(os.environ)
     env.update({
         "PERSONAS_BROKER": bootstrap,
-        "PERSONAS_DB": str(settings.database.path),
+        "PERSONAS_DB": settings.database.url,
         "PERSONAS_WORKER__APP_ID": json.dumps(settings.worker.app_id),
         "PERSONAS_TOPICS__PREFIX": json.dumps(settings.topics.prefix),
         "PERSONAS_WORKER__WEB_PORT": str(free_port()),
@@ -318,14 +318,14 @@ def run_demo(
     generate_s = time.monotonic() - started
     say(f"generated {len(trades):,} trades in {format_duration(generate_s)}", quiet)
     settings = demo_settings(settings)
-    date, data_dir = feature_date(options.end), settings.database.path.parent
+    date, data_dir = feature_date(options.end), settings.data_dir
     log_path = data_dir / "demo-worker.log"
     embedded, broker_log = not settings.broker.bootstrap, data_dir / "demo-broker.log"
     with _demo_broker(settings, broker_log, embedded=embedded) as bootstrap:
         say(f"broker {bootstrap}" + (f", embedded (log {broker_log})" if embedded else ""),
             quiet)  # fmt: skip
         prepare(settings, bootstrap)
-        with closing(connect(settings.database.path)) as conn:
+        with closing(connect(settings.database.url)) as conn:
             if deleted := stage_data(conn, dataset):
                 say(f"deleted the {deleted:,} trades of an earlier demo run", quiet)
             demo_start = time.time()
@@ -340,6 +340,6 @@ def run_demo(
     return summary | times | {
         "wallets": len(dataset.wallets), "trades": len(trades),
         "generate_s": round(generate_s, 2), "elapsed_s": round(time.monotonic() - started, 2),
-        "database": str(settings.database.path), "worker_log": str(log_path),
+        "database": settings.database.location, "worker_log": str(log_path),
         "broker": bootstrap, "broker_log": str(broker_log) if embedded else None,
     }  # fmt: skip

@@ -47,7 +47,7 @@ def prepare_scenario(
         for wallet in dataset.wallets
     ]
     asyncio.run(ensure_topics(bootstrap, settings))
-    conn = connect(settings.database.path)
+    conn = connect(settings.database.url)
     migrate(conn)
     insert_markets(conn, (Market.model_validate(m) for m in dataset.markets))
     return Scenario(dataset, trades, discoveries, conn)

@@ -184,7 +184,7 @@ def test_offsets_beyond_a_restarted_brokers_log_start_over_from_earliest(
     trades = [Trade.model_validate(row) for row in dataset.trades()]
     topics = settings.topics
     group = stage_group(settings.worker.app_id, "ingest")
-    conn = connect(settings.database.path)
+    conn = connect(settings.database.url)
     migrate(conn)
 
     # The broker restarts (memory storage: every message and offset is gone) and the topics are

@@ -48,7 +48,7 @@ def test_stream_writers_and_a_rebuild_never_see_a_locked_database(
     stored = generate(GenerateOptions(wallets=STORED_WALLETS, days=60, seed=31, end=AS_OF))
     streamed = generate(GenerateOptions(wallets=STREAMED_WALLETS, days=60, seed=32, end=AS_OF))
     assert not set(stored.wallets) & set(streamed.wallets)
-    with closing(connect(settings.database.path)) as conn:
+    with closing(connect(settings.database.url)) as conn:
         migrate(conn)
         insert_markets(conn, (Market.model_validate(m) for m in stored.markets))
         insert_trade_rows(conn, stored.trade_rows())
@@ -66,7 +66,7 @@ def test_stream_writers_and_a_rebuild_never_see_a_locked_database(
         **isolated_env,
         "PERSONAS_BROKER": bootstrap,
     }
-    conn = connect(settings.database.path)
+    conn = connect(settings.database.url)
     with closing(conn), WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log") as worker:
         rebuilds = [_rebuild(env)]
         publish(bootstrap, settings, settings.topics.discovered, discoveries)
@@ -89,7 +89,7 @@ def test_stream_writers_and_a_rebuild_never_see_a_locked_database(
     for text in (log_text, *outputs):
         assert "locked" not in text.lower(), text[-3000:]
         assert "database busy" not in text.lower()
-    with closing(connect(settings.database.path)) as check:
+    with closing(connect(settings.database.url)) as check:
         assert_trades_exactly_once(check, new_trades + stored_trade_models(stored))
         classified, insufficient = assert_discoveries_classified_once(
             check, settings, discovered, AS_OF
@@ -111,7 +111,7 @@ def test_stream_writers_and_a_rebuild_never_see_a_locked_database(
 
 
 def count_trades(settings: Settings) -> int:
-    with closing(connect(settings.database.path)) as conn:
+    with closing(connect(settings.database.url)) as conn:
         return count(conn, "SELECT COUNT(*) FROM trades")
 
 

@@ -65,7 +65,7 @@ def test_metrics_and_health(
     env = {**isolated_env, "PERSONAS_WORKER__LAG_CHECK_INTERVAL_S": "1.0"}
     trades, wallets = load(bootstrap, settings, wallets=60, seed=5)
     with (
-        closing(connect(settings.database.path)) as conn,
+        closing(connect(settings.database.url)) as conn,
         WorkerProcess(env, bootstrap, tmp_path / "worker.log") as worker,
     ):
         wait_until(lambda: count(conn, "SELECT COUNT(*) FROM trades") == trades, 60, "trades")
@@ -112,7 +112,7 @@ def test_replay_to_earliest_rewrites_the_same_rows(
     trades, wallets = load(bootstrap, settings, wallets=60, seed=6)
     columns = "proxy_wallet, feature_date, status, persona, reason, metric_value, confidence"
     snapshot = f"SELECT {columns} FROM wallet_classifications ORDER BY proxy_wallet"
-    with closing(connect(settings.database.path)) as conn:
+    with closing(connect(settings.database.url)) as conn:
         with WorkerProcess(isolated_env, bootstrap, tmp_path / "worker.log") as worker:
             stored = "SELECT COUNT(*) FROM trades"
             wait_until(lambda: count(conn, stored) == trades, 60, "trades stored")

@@ -1,4 +1,5 @@
-"""End to end through the real broker: trades and discoveries in, classification rows out."""
+"""End to end through the real broker, on each store: trades and discoveries in, classification
+rows out."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from agents.data.generate import DEFAULT_END, GenerateOptions
 from agents.store import Connection, fills_for_wallet
 from config.settings import Settings
 from streams.topics import dlq_name
-from tests.conftest import wait_until
+from tests.conftest import on_both_stores, wait_until
 from tests.integration.checks import count, prepare_scenario
 from tests.integration.kafka import publish, publish_raw, read_topic
 from tests.integration.worker import WorkerProcess
@@ -39,6 +40,7 @@ def classification_rows(conn: Connection) -> dict[str, tuple[object, ...]]:
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
+@on_both_stores
 def test_pipeline_classifies_planted_wallets_once(
     bootstrap: str, isolated_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:

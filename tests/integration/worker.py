@@ -17,7 +17,11 @@ __all__ = ["WorkerProcess"]
 
 
 class WorkerProcess:
-    """Start, stop (SIGTERM) or kill (SIGKILL) a worker; its output goes to a log file."""
+    """Start, stop (SIGTERM) or kill (SIGKILL) a worker; its output goes to a log file.
+
+    The worker leads a process group of its own (its feature processes belong to it), so that
+    `signal_group` reaches the whole of it, as the loss of its host would.
+    """
 
     def __init__(self, env: dict[str, str], bootstrap: str, log_path: Path, *args: str) -> None:
         self.port = free_port()
@@ -35,7 +39,7 @@ class WorkerProcess:
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "run", *self.args],
-                env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+                env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         return self
 
@@ -70,6 +74,13 @@ class WorkerProcess:
         assert self.process is not None
         self.process.kill()
         self.process.wait()
+
+    def signal_group(self, signum: signal.Signals) -> None:
+        """Send `signum` to the worker and every process it started."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signum)
+        if signum == signal.SIGKILL:
+            self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
