@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from agents.core.settlement import settle
+from agents.core.settlement import Queues, settle_fills
 
 __all__ = [
     "WINDOWS",
@@ -19,8 +19,10 @@ __all__ = [
     "feature_date",
     "lifetime_stats",
     "many_wallet_features",
+    "sorted_fills",
     "wallet_features",
     "window_features",
+    "windows_of_sorted",
 ]
 
 WINDOWS: tuple[int, ...] = (7, 30, 90)
@@ -156,21 +158,23 @@ def _fill_stats(fs: Sequence[Fill]) -> _FillStats:
     market_volume: dict[str, float] = {}
     category_volume: dict[str, float] = {}
     notionals: list[float] = []
-    for f in fs:
-        v = f.size * f.price
+    # Locals and tuple unpacking, not attribute and global lookups: this loop is the hottest of
+    # the rebuild after settlement (see make bench and the profile in issue 14).
+    mid_low, mid_high, extreme_low, extreme_high = _MID_LOW, _MID_HIGH, _EXTREME_LOW, _EXTREME_HIGH
+    for _, market, side, size, price, _, category in fs:
+        v = size * price
         notionals.append(v)
         volume += v
-        if f.side == "BUY":
+        if side == "BUY":
             buy_count += 1
             buy_cost += v
         else:
             sell_proceeds += v
-        market_volume[f.condition_id] = market_volume.get(f.condition_id, 0.0) + v
-        category_volume[f.category] = category_volume.get(f.category, 0.0) + v
-        p = f.price
-        if _MID_LOW <= p <= _MID_HIGH:
+        market_volume[market] = market_volume.get(market, 0.0) + v
+        category_volume[category] = category_volume.get(category, 0.0) + v
+        if mid_low <= price <= mid_high:
             mid += 1
-        if p >= _EXTREME_HIGH or p <= _EXTREME_LOW:
+        if price >= extreme_high or price <= extreme_low:
             extreme += 1
     mean = _div(volume, len(fs))
     size_cv = _std(notionals, mean) / mean if notionals and mean else 0.0
@@ -189,27 +193,26 @@ def _std(values: list[float], mean: float) -> float:
 
 
 def _trip_stats(fs: Sequence[Fill]) -> _TripStats:
-    settlement = settle((f.condition_id, f.side, f.size, f.price, f.timestamp) for f in fs)
-    trips = settlement.round_trips
+    queues: Queues = {}
+    trips = settle_fills(queues, fs)
     wins = hold_seconds = 0
     realized = win_pnl = max_loss = 0.0
     market_pnl: dict[str, float] = {}
     day_pnl: dict[int, float] = {}
-    for t in trips:
-        pnl = t.pnl
+    for market, sell_ts, pnl, hold in trips:
         realized += pnl
-        hold_seconds += t.hold_seconds
+        hold_seconds += hold
         if pnl > 0:
             wins += 1
             win_pnl += pnl
         elif -pnl > max_loss:
             max_loss = -pnl
-        market_pnl[t.condition_id] = market_pnl.get(t.condition_id, 0.0) + pnl
-        day = t.sell_ts // DAY
+        market_pnl[market] = market_pnl.get(market, 0.0) + pnl
+        day = sell_ts // DAY
         day_pnl[day] = day_pnl.get(day, 0.0) + pnl
     return _TripStats(
         len(trips), wins, realized, win_pnl, hold_seconds, max_loss, market_pnl, day_pnl,
-        len(settlement.open_markets),
+        sum(1 for queue in queues.values() if queue),
     )  # fmt: skip
 
 
@@ -242,8 +245,8 @@ def _top_domain(category_volume: dict[str, float]) -> tuple[str | None, float]:
     return top, top_volume
 
 
-def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
-    """Features of trades already sorted and restricted to the window."""
+def _compute(fs: Sequence[Fill], stamps: Sequence[int], window_days: int) -> WindowFeatures:
+    """Features of trades already sorted and restricted to the window (`stamps`: their times)."""
     n = len(fs)
     flow, trips = _fill_stats(fs), _trip_stats(fs)
     buy_count, volume, buy_cost = flow.buy_count, flow.volume, flow.buy_cost
@@ -283,19 +286,21 @@ def _compute(fs: Sequence[Fill], window_days: int) -> WindowFeatures:
         buy_sell_balance=_ratio(n - abs(buy_count - sell_count), n),
         mid_fill_ratio=_ratio(flow.mid_fills, n),
         extreme_price_ratio=_ratio(flow.extreme_fills, n),
-        burstiness_top_1h_ratio=_ratio(_burst(fs), n),
+        burstiness_top_1h_ratio=_ratio(_burst(stamps), n),
         top_domain=top_domain,
         top_domain_ratio=_ratio(top_domain_volume, volume),
     )
 
 
-def _burst(fs: Sequence[Fill]) -> int:
-    """Most trades inside any closed span [t, t + 3600]."""
+def _burst(stamps: Sequence[int]) -> int:
+    """Most trades inside any closed span [t, t + 3600], from the sorted trade times."""
     best = lo = 0
-    for hi, f in enumerate(fs):
-        while f.timestamp - fs[lo].timestamp > HOUR:
+    for hi, ts in enumerate(stamps):
+        start = ts - HOUR
+        while stamps[lo] < start:
             lo += 1
-        best = max(best, hi - lo + 1)
+        if hi - lo >= best:
+            best = hi - lo + 1
     return best
 
 
@@ -347,16 +352,17 @@ def _lifetime_roi(fs: Sequence[Fill]) -> float:
         if f.side == "BUY":
             buy_cost += f.size * f.price
     realized = 0.0
-    for t in settle((f.condition_id, f.side, f.size, f.price, f.timestamp) for f in fs).round_trips:
-        realized += t.pnl
+    for _, _, pnl, _ in settle_fills({}, fs):
+        realized += pnl
     return _div(realized, buy_cost)
 
 
 def window_features(fills: Iterable[Fill], as_of: int, window_days: int) -> WindowFeatures:
     """Features of the window `as_of − window_days·86400 ≤ timestamp ≤ as_of`."""
     fs = _sorted_upto(fills, as_of)
-    lo = _window_start([f.timestamp for f in fs], as_of, window_days)
-    return _compute(fs[lo:], window_days)
+    stamps = [f.timestamp for f in fs]
+    lo = _window_start(stamps, as_of, window_days)
+    return _compute(fs[lo:], stamps[lo:], window_days)
 
 
 def lifetime_stats(fills: Iterable[Fill], as_of: int) -> LifetimeStats:
@@ -370,22 +376,36 @@ def wallet_features(
 ) -> tuple[dict[int, WindowFeatures], LifetimeStats]:
     """The kernel, for the stream and the rebuild alike: one wallet's windows and lifetime stats."""
     fs = _sorted_upto(fills, as_of)
-    timestamps = [f.timestamp for f in fs]
+    out, whole = windows_of_sorted(fs, as_of, windows)
+    roi = whole.roi if whole is not None else _lifetime_roi(fs)
+    return out, _lifetime(fs, as_of, roi)
+
+
+def windows_of_sorted(
+    fs: Sequence[Fill], as_of: int, windows: Sequence[int]
+) -> tuple[dict[int, WindowFeatures], WindowFeatures | None]:
+    """Each window's features from trades ≤ as_of in canonical order (`sorted_fills`), which
+    must hold every trade of the longest window; and the features of a window that holds all
+    of `fs`, if one does (its roi is then the lifetime roi of `fs`, to the bit)."""
+    stamps = [f.timestamp for f in fs]
     by_start: dict[int, WindowFeatures] = {}
     out: dict[int, WindowFeatures] = {}
     for w in windows:
-        lo = _window_start(timestamps, as_of, w)
+        lo = _window_start(stamps, as_of, w)
         cached = by_start.get(lo)
         if cached is None:
-            cached = by_start[lo] = _compute(fs[lo:], w)
+            cached = by_start[lo] = _compute(fs[lo:], stamps[lo:], w)
             out[w] = cached
         else:
             # Same trades: only the per-time rates depend on the window length.
             per_week, per_day = _rates(cached.trade_count, w)
             out[w] = replace(cached, trades_per_week=per_week, trades_per_day=per_day)
-    full = by_start.get(0)
-    roi = full.roi if full is not None else _lifetime_roi(fs)
-    return out, _lifetime(fs, as_of, roi)
+    return out, by_start.get(0)
+
+
+def sorted_fills(fills: Iterable[Fill], as_of: int) -> list[Fill]:
+    """The fills with timestamp ≤ as_of in the canonical (timestamp, trade_id) order."""
+    return _sorted_upto(fills, as_of)
 
 
 def many_wallet_features(
