@@ -45,7 +45,9 @@ def accounted(conn: Connection, since: float, date: str) -> int:
 def last_accounted_at(conn: Connection, since: float, date: str) -> float | None:
     """When the last of them was committed: the store keeps that time for discoveries."""
     row = conn.execute(
-        "SELECT MAX(MAX(w.on_demand_at, COALESCE(c.classified_at, 0)))" + _ACCOUNTED,
+        # CASE, not the two-argument MAX: the same SQL on SQLite and PostgreSQL.
+        "SELECT MAX(CASE WHEN c.classified_at > w.on_demand_at THEN c.classified_at"
+        " ELSE w.on_demand_at END)" + _ACCOUNTED,
         (date, since, since),
     ).fetchone()
     return float(row[0]) if row and row[0] is not None else None
