@@ -104,7 +104,9 @@ class PostgresConnection:
         try:
             return cls(url, read_only)
         except psycopg.OperationalError as exc:
-            reason = (str(exc).strip() or type(exc).__name__).splitlines()[-1]
+            # psycopg's first line says what failed; the rest is libpq's advice, indented.
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            reason = first.removeprefix("connection failed: ")
             raise StoreError(
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
             ) from exc

@@ -100,3 +100,16 @@ def test_every_command_answers_the_same_on_both_stores(
     backfill, resumed = sqlite[6][1][1][-1], sqlite[7][1][1][-1]
     assert backfill["rows_written"] > 0 and resumed["skipped"] == 2
     assert features["sqlite"] and features["postgresql"] == features["sqlite"]  # to the last bit
+
+
+def test_an_unreachable_server_is_one_line_naming_it_without_its_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.broker import free_port
+
+    monkeypatch.setenv("PERSONAS_DB", f"postgresql://personas:s3cret@127.0.0.1:{free_port()}/x")
+    code = main(["features", "0x" + "a" * 40, "--as-of", AS_OF])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("personas features: cannot connect to PostgreSQL at postgresql://")
+    assert "personas:***@127.0.0.1" in err and "s3cret" not in err and "\n" not in err
