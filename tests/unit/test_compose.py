@@ -135,9 +135,9 @@ def test_workers_share_kafka_and_the_postgres_database(compose: dict[str, Any]) 
         assert container_port == str(port)
         host_ports.add(host_port)
         assert str(port) in " ".join(worker["healthcheck"]["test"])
-        # the worker's local files: under its working directory, on a volume of its own
+        # the worker's local files: in its data directory, on a volume of its own
         volumes = _volume_mounts(worker)
-        assert volumes.get(PurePosixPath(worker["working_dir"])) == f"{name}-data"
+        assert volumes.get(PurePosixPath(settings.data_dir)) == f"{name}-data"
         assert set(volumes.values()) <= set(compose["volumes"])
     assert len(host_ports) == len(WORKERS)  # each worker's /metrics reachable from the host
 
