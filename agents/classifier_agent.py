@@ -24,6 +24,7 @@ STAGE = "classifier"
 def handle(batch: Sequence[Message], context: AgentContext) -> Awaitable[None]:
     """Classify now, beside the batch in flight; the awaitable stores the results."""
     settings = context.settings
+    fetched_at = context.clock()
     rules, window_days = settings.rules, settings.features.window_days
     known_bots = frozenset(rules.known_bots)
     items: list[Classified] = []
@@ -42,14 +43,21 @@ def handle(batch: Sequence[Message], context: AgentContext) -> Awaitable[None]:
             rejected.append((message, exc))
             continue
         items.append(Classified(features, result))
-    return _store(items, rejected, context)
+    return _store(items, rejected, context, fetched_at)
 
 
-async def _store(items: list[Classified], rejected: list[Rejected], context: AgentContext) -> None:
+async def _store(
+    items: list[Classified], rejected: list[Rejected], context: AgentContext, fetched_at: float
+) -> None:
     metrics = context.metrics
     started = time.perf_counter()
     await context.retry(STAGE, context.store.write_classified, items, context.clock())
     metrics.classifier_commit_duration.observe(time.perf_counter() - started)
+    committed = metrics.on_demand_hops.labels("committed")
+    since_fetch = context.clock() - fetched_at
+    for item in items:
+        if item.features.source == "on_demand":
+            committed.observe(since_fetch)
     metrics.classifier_batch_size.observe(len(items))
     for item in items:
         metrics.classifications.labels(item.result.status).inc()

@@ -82,7 +82,7 @@ def handle(
         )
         for start in range(0, len(discoveries), size)
     ]
-    return _publish(accepted, rejected, computing, context)
+    return _publish(accepted, rejected, computing, context, fetched_at=now)
 
 
 def _decode(
@@ -106,6 +106,8 @@ async def _publish(
     rejected: list[Rejected],
     computing: Sequence[Awaitable[list[Outcome]]],
     context: AgentContext,
+    *,
+    fetched_at: float,
 ) -> None:
     settings, metrics = context.settings, context.metrics
     outcomes = [outcome for job in await asyncio.gather(*computing) for outcome in job]
@@ -114,6 +116,7 @@ async def _publish(
     for (message, discovery), outcome in zip(accepted, outcomes, strict=True):
         wallet = discovery.proxy_wallet
         metrics.on_demand_duration.observe(outcome.seconds)
+        _observe_hops(outcome, fetched_at, context)
         if outcome.error is not None:
             rejected.append((message, FeatureComputeError(f"{wallet}: {outcome.error}")))
             continue
@@ -136,6 +139,16 @@ async def _publish(
     metrics.on_demand_features.labels("insufficient").inc(insufficient)
     metrics.on_demand_features.labels("rejected").inc(invalid)
     metrics.on_demand_features.labels("error").inc(len(rejected) - invalid)
+
+
+def _observe_hops(outcome: Outcome, fetched_at: float, context: AgentContext) -> None:
+    """The feature agent's hops of the latency breakdown, for a job run in a process."""
+    if not outcome.job_started_at:  # not computed in a process (a retried, dead process)
+        return
+    hops = context.metrics.on_demand_hops
+    hops.labels("queued").observe(max(0.0, outcome.job_started_at - fetched_at))
+    hops.labels("computed").observe(outcome.job_finished_at - outcome.job_started_at)
+    hops.labels("published").observe(max(0.0, context.clock() - outcome.job_finished_at))
 
 
 def _log_insufficient(wallet: str, outcome: Outcome, context: AgentContext) -> None:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["AgentMetrics"]
+__all__ = ["ON_DEMAND_HOPS", "AgentMetrics"]
 
 _FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+# A hop of an on-demand discovery takes from under a millisecond to a few hundred under load.
+_HOP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+                0.15, 0.2, 0.3, 0.5, 1.0, 2.5)  # fmt: skip
+#: The hops of a discovery from its publish to its committed classification, in order.
+ON_DEMAND_HOPS = ("fetched", "queued", "computed", "published", "classifier_fetched", "committed")
 
 
 class AgentMetrics:
@@ -31,6 +36,16 @@ class AgentMetrics:
             "Time to read one wallet's trades and compute its features.",
             buckets=_FAST_BUCKETS, registry=registry,
         )  # fmt: skip
+        # Where an on-demand discovery's latency goes (README, Performance): published → fetched by
+        # the feature agent, queued for a feature process, computed there, its FeatureSet handed
+        # to the producer, fetched by the classifier, committed in SQLite.
+        self.on_demand_hops = Histogram(
+            "personas_on_demand_hop_seconds",
+            "Time a discovery spends in each hop from its publish to its committed classification.",
+            ["hop"], buckets=_HOP_BUCKETS, registry=registry,
+        )  # fmt: skip
+        for hop in ON_DEMAND_HOPS:
+            self.on_demand_hops.labels(hop)
         self.trades_ingested = Counter(
             "personas_trades_ingested", "Trades consumed by the ingest agent, by outcome.",
             ["result"], registry=registry,

@@ -10,6 +10,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -24,6 +25,22 @@ def discover() -> None:
     for module in pkgutil.iter_modules(bench.__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"bench.{module.name}")
+
+
+def format_targets(targets: list[dict[str, Any]]) -> str:
+    """The figures that have a target: value, target, value as a share of it, met or not."""
+    width = max(len(t["figure"]) for t in targets)
+    lines = ["\n== targets ==", f"{'figure':<{width}}  {'measured':>10}  {'target':>10}  "
+             f"{'÷ target':>8}  met"]  # fmt: skip
+    for t in targets:
+        bound = "≥" if t["at_least"] else "≤"
+        ratio = t["value"] / t["target"] if t["target"] else float("nan")
+        lines.append(
+            f"{t['figure']:<{width}}  {t['value']:>8,.0f} {t['unit']:<2}  "
+            f"{bound} {t['target']:>6,.0f} {t['unit']:<2}  {ratio:>7.2f}×  "
+            f"{'yes' if t['met'] else 'NO'}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": int(time.time()),
         "benchmarks": {},
     }  # fmt: skip
+    targets: list[dict[str, Any]] = []
     for name in args.names or list(BENCHMARKS):
         measurements = BENCHMARKS[name](context)
         print(format_table(f"\n== {name} ==", measurements), flush=True)
         ratios = speedups(measurements)
         report["benchmarks"][name] = [m.as_dict(ratios[m.name]) for m in measurements]  # type: ignore[index]
+        targets += [t for m in measurements for t in m.extra.get("targets", [])]
+    if targets:
+        print(format_targets(targets), flush=True)
     if args.names and RESULTS.exists():  # a selection updates its entries, keeps the others
         kept = orjson.loads(RESULTS.read_bytes()).get("benchmarks", {})
         report["benchmarks"] = {**kept, **report["benchmarks"]}  # type: ignore[dict-item]

@@ -8,7 +8,8 @@ with their own topic prefix and consumer group, and records the peak RSS of the 
 - `on-demand`: discoveries published as fast as possible, until the last one is accounted for
   (classified, or recorded `insufficient`); per-stage rates from each worker's /metrics; then the
   same with a second worker in the same group (partition split, one leader for the rebuild).
-- `latency`: discoveries at a fixed rate; publish → committed classification, per discovery.
+- `latency`: a warm start (the first discovery after /health says 200), then discoveries at
+  fixed rates: publish → committed classification, per discovery, with the per-hop breakdown.
 - `classifier`: FeatureSets straight onto `wallet-features`: batched transactions against one
   commit per message.
 - `concurrency`: the feature agent at concurrency 1 / 4 / 10 / 32 / 100 / 200.
@@ -519,7 +520,7 @@ def on_demand_benchmark(context: Context) -> list[Measurement]:
                     f"classifier {result.stage_rates['classifier']:,.0f}/s")  # fmt: skip
             if workers == 1:
                 name = "on-demand, 1 worker"
-                note += "; target ≥ 1,000/s"
+                note += f"; target ≥ {THROUGHPUT_TARGET:,.0f}/s"
             else:
                 name = "on-demand, 2 workers (same group)"
                 note += f"; discoveries per worker {split}; leaders {result.leaders}"
@@ -528,7 +529,11 @@ def on_demand_benchmark(context: Context) -> list[Measurement]:
                 peak_rss_mb=result.peak_rss_mb,
                 baseline=None if workers == 1 else "on-demand, 1 worker", note=note,
                 extra={"per_worker": result.per_worker, "stage_rates": result.stage_rates,
-                       "leaders": result.leaders, "workers": workers},
+                       "leaders": result.leaders, "workers": workers,
+                       "targets": [] if workers > 1 else [target(
+                           "discoveries/s end to end, one worker",
+                           result.discoveries / result.seconds, THROUGHPUT_TARGET, "/s",
+                           at_least=True)]},
             ))  # fmt: skip
     return out
 
@@ -554,15 +559,73 @@ def concurrency_benchmark(context: Context) -> list[Measurement]:
     return out
 
 
+#: The latency targets (issue: a person notices): p99 per rate, and p50 at the target rate.
+P99_TARGET_MS = {200: 100.0, 500: 150.0}
+P50_TARGET_MS = 30.0
+P50_TARGET_RATE = 200
+WARM_START_TARGET_S = 1.0
+THROUGHPUT_TARGET = 1_500.0
+
+
 @benchmark("latency")
 def latency_benchmark(context: Context) -> list[Measurement]:
-    """Discoveries at fixed rates: publish → committed classification, per discovery.
+    """A warm start, then discoveries at fixed rates: publish → committed classification.
 
-    200/s is the target's rate; 100/s shows the pipeline's own latency when it is not saturated.
+    Each rate prints where the time went, hop by hop, from the worker's
+    `personas_on_demand_hop_seconds` histogram over the measured discoveries.
     """
     data = bench_database(context.data_dir)
     seconds = 10 if context.quick else 30
-    return [_latency_at(data, rate, seconds) for rate in (100, 200)]
+    return [_warm_start(data), *(_latency_at(data, rate, seconds) for rate in P99_TARGET_MS)]
+
+
+def target(figure: str, value: float, limit: float, unit: str, *, at_least: bool = False) -> Any:
+    """A figure against its target, as `python -m bench` summarises them at the end."""
+    met = value >= limit if at_least else value <= limit
+    return {"figure": figure, "value": value, "target": limit, "unit": unit,
+            "at_least": at_least, "met": met}  # fmt: skip
+
+
+def _warm_start(data: BenchData) -> Measurement:
+    """A worker that just answered /health 200 gets one discovery: how long until it is stored."""
+    wallet = busy_wallets(data, 1)[0]
+    with workdir() as tmp, broker(tmp) as bootstrap:
+        run = Run(bootstrap, copy_db(data.path, tmp / "warm.db"))
+        settings = ensure_topics(run)
+        began = time.monotonic()
+        worker = Worker(run, tmp)
+        try:
+            healthy_after = _wait_healthy(worker)
+            sent = time.monotonic()
+            publish(bootstrap, settings.topics.discovered, discovery_messages([wallet], data.as_of))
+            done = wait_until("warm start", lambda: count(run.db, ACCOUNTED_SQL), 1, [worker],
+                              poll=0.005)  # fmt: skip
+        finally:
+            worker.stop()
+    first_s = done - sent
+    return Measurement(
+        "warm start: first discovery after /health 200", first_s, 1, unit="discoveries",
+        peak_rss_mb=worker.peak_rss_mb,
+        note=(f"publish → stored {first_s * 1000:.0f} ms; /health 200 after "
+              f"{healthy_after - began:.1f}s; target ≤ {WARM_START_TARGET_S:g} s"),
+        extra={"first_s": first_s, "healthy_after_s": healthy_after - began,
+               "targets": [target("warm start, first discovery after /health 200",
+                                  first_s * 1000, WARM_START_TARGET_S * 1000, "ms")]},
+    )  # fmt: skip
+
+
+def _wait_healthy(worker: Worker) -> float:
+    """Poll /health until it answers 200; return the monotonic time it did."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            raise RuntimeError(f"worker exited; see {worker.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/health", timeout=1):
+                return time.monotonic()  # urlopen raises on 503
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.02)
+    raise RuntimeError(f"worker never healthy; see {worker.log}")
 
 
 def _latency_at(data: BenchData, rate: int, seconds: int) -> Measurement:
@@ -597,6 +660,7 @@ def _latency_at(data: BenchData, rate: int, seconds: int) -> Measurement:
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
+            before = worker.metrics()
             started = time.monotonic()
             publish(
                 bootstrap, settings.topics.discovered, discovery_messages(measured, data.as_of),
@@ -607,19 +671,66 @@ def _latency_at(data: BenchData, rate: int, seconds: int) -> Measurement:
             time.sleep(0.05)
             stop.set()
             watcher.join()
+            hops = hop_breakdown(before, worker.metrics())
         finally:
             worker.stop()
     latencies = sorted(committed[w] - sent[w] for w in committed if w in sent)
     pct = {q: _percentile(latencies, q) * 1000 for q in (50, 95, 99, 100)}
+    mean = 1000 * sum(latencies) / len(latencies) if latencies else float("nan")
+    print(format_hops(f"per-hop breakdown at {rate}/s", hops, mean, pct[50], pct[99]), flush=True)
+    targets = [target(f"p99 at {rate}/s", pct[99], P99_TARGET_MS[rate], "ms")]
+    if rate == P50_TARGET_RATE:
+        targets.append(target(f"p50 at {rate}/s", pct[50], P50_TARGET_MS, "ms"))
+    p50_target = f", p50 ≤ {P50_TARGET_MS:g} ms" if rate == P50_TARGET_RATE else ""
     return Measurement(
         f"on-demand latency at {rate}/s", wall, len(measured), unit="discoveries",
         peak_rss_mb=worker.peak_rss_mb,
         note=(f"publish → committed classification ({len(latencies):,} classified): "
               f"p50 {pct[50]:.0f} ms, p95 {pct[95]:.0f} ms, p99 {pct[99]:.0f} ms, "
-              f"max {pct[100]:.0f} ms; target p99 ≤ 250 ms"),
-        extra={"rate": rate, "classified": len(latencies), "p50_ms": pct[50], "p95_ms": pct[95],
-               "p99_ms": pct[99], "max_ms": pct[100]},
+              f"max {pct[100]:.0f} ms; target p99 ≤ {P99_TARGET_MS[rate]:g} ms{p50_target}"),
+        extra={"rate": rate, "classified": len(latencies), "mean_ms": mean, "p50_ms": pct[50],
+               "p95_ms": pct[95], "p99_ms": pct[99], "max_ms": pct[100], "hops": hops,
+               "targets": targets},
     )  # fmt: skip
+
+
+HOP_METRIC = "personas_on_demand_hop_seconds"
+
+
+def hop_breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Mean, p50 and p99 (ms) of each hop over the samples taken between two scrapes."""
+    from agents.metrics import ON_DEMAND_HOPS
+
+    out = {}
+    for hop in ON_DEMAND_HOPS:
+        delta = {
+            key.replace(f"hop={hop},", "").replace(f"hop={hop}", ""): value - before.get(key, 0.0)
+            for key, value in after.items()
+            if key.startswith(HOP_METRIC) and f"hop={hop}" in key.split("{", 1)[1].split(",")[0]
+        }
+        n = delta.get(f"{HOP_METRIC}_count{{}}", 0.0)
+        total = delta.get(f"{HOP_METRIC}_sum{{}}", 0.0)
+        out[hop] = {
+            "count": n,
+            "mean_ms": 1000 * total / n if n else float("nan"),
+            "p50_ms": 1000 * (histogram_quantile(delta, HOP_METRIC, 0.50) or float("nan")),
+            "p99_ms": 1000 * (histogram_quantile(delta, HOP_METRIC, 0.99) or float("nan")),
+        }
+    return out
+
+
+def format_hops(
+    title: str, hops: dict[str, dict[str, float]], mean: float, p50: float, p99: float
+) -> str:
+    """The breakdown as a table; each hop's p50/p99 is interpolated inside its bucket."""
+    lines = [title, f"  {'hop':<20}{'mean ms':>9}{'p50 ms':>9}{'p99 ms':>9}{'count':>9}"]
+    for hop, row in hops.items():
+        lines.append(f"  {hop:<20}{row['mean_ms']:>9.1f}{row['p50_ms']:>9.1f}"
+                     f"{row['p99_ms']:>9.1f}{row['count']:>9,.0f}")  # fmt: skip
+    summed = sum(row["mean_ms"] for row in hops.values() if row["count"])
+    lines.append(f"  {'sum of hop means':<20}{summed:>9.1f}")
+    lines.append(f"  {'end to end':<20}{mean:>9.1f}{p50:>9.1f}{p99:>9.1f}")
+    return "\n".join(lines)
 
 
 def _percentile(values: list[float], q: float) -> float:

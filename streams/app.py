@@ -86,11 +86,11 @@ def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
     )  # fmt: skip
     register_consumer(
         app, runtime, features_agent.STAGE, reads[features_agent.STAGE], bootstrap,
-        partial(features_agent.handle, compute=compute), features,
+        partial(features_agent.handle, compute=compute), features, fetch_hop="fetched",
     )  # fmt: skip
     register_consumer(
         app, runtime, classifier_agent.STAGE, reads[classifier_agent.STAGE], bootstrap,
-        classifier_agent.handle, settings.classifier,
+        classifier_agent.handle, settings.classifier, fetch_hop="classifier_fetched",
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -74,9 +75,12 @@ class BatchConsumer(Service):
         batch_max: int,
         batch_within_s: float,
         max_partition_fetch_bytes: int = 2**20,
+        fetch_hop: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        #: the on-demand latency hop that ends when this consumer fetches a message, if any
+        self._fetch_hop = fetch_hop
         self.runtime, self.stage, self.topic, self.bootstrap = runtime, stage, topic, bootstrap
         self._handle = handle
         self._context: AgentContext | None = None
@@ -148,6 +152,8 @@ class BatchConsumer(Service):
                 if not fetched:
                     continue
                 records = [record for batch in fetched.values() for record in batch]
+                if self._fetch_hop is not None:
+                    self._observe_fetch(records)
                 offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
                 try:
                     handled = self._handle(records, self._context)
@@ -155,6 +161,14 @@ class BatchConsumer(Service):
                     self.runtime.crash(self.stage, exc)
                 await self._wait_in_flight()
                 self._in_flight = asyncio.ensure_future(self._finish(handled, offsets))
+
+    def _observe_fetch(self, records: list[Record]) -> None:
+        """Publish → fetched, from each record's timestamp (set by its producer)."""
+        assert self._fetch_hop is not None
+        hop = self.runtime.metrics.on_demand_hops.labels(self._fetch_hop)
+        now_ms = time.time() * 1000
+        for record in records:
+            hop.observe(max(0.0, now_ms - record.timestamp) / 1000)
 
     async def _finish(self, handled: Awaitable[None], offsets: dict[TopicPartition, int]) -> None:
         try:

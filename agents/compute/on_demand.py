@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.core.codec import encode
 from agents.core.features import Fill, wallet_features
@@ -50,6 +50,9 @@ class Outcome:
     error: str | None
     #: read (this discovery's share of the batch query) plus compute
     seconds: float
+    #: wall-clock times its job started and finished in its process (the latency breakdown)
+    job_started_at: float = 0.0
+    job_finished_at: float = 0.0
 
     @property
     def insufficient(self) -> bool:
@@ -61,11 +64,13 @@ def compute_discoveries(conn: Connection, job: OnDemandJob) -> list[Outcome]:
     discoveries = job.discoveries
     if not discoveries:
         return []
-    started = time.perf_counter()
+    started_at, started = time.time(), time.perf_counter()
     latest = max(d.as_of for d in discoveries)
     fills = dict(fills_by_wallet(conn, sorted({d.wallet for d in discoveries}), latest))
     read_share = (time.perf_counter() - started) / len(discoveries)
-    return [_compute(d, fills.get(d.wallet, []), job, read_share) for d in discoveries]
+    outcomes = [_compute(d, fills.get(d.wallet, []), job, read_share) for d in discoveries]
+    finished_at = time.time()
+    return [replace(o, job_started_at=started_at, job_finished_at=finished_at) for o in outcomes]
 
 
 def _compute(

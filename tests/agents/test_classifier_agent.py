@@ -95,3 +95,15 @@ async def test_nothing_is_stored_before_the_returned_awaitable_runs(
     assert count(db, "wallet_classifications") == 0
     await storing
     assert count(db, "wallet_classifications") == 1
+
+
+async def test_only_on_demand_feature_sets_are_timed_as_discoveries(
+    context: AgentContext, db: Connection
+) -> None:
+    on_demand = await feature_set(context, db, WALLET, "on_demand")
+    batch = await feature_set(context, db, OTHER, "batch")
+    await classifier_agent.handle(messages(TOPIC, [on_demand, batch]), context)
+    committed = context.metrics.registry.get_sample_value(
+        "personas_on_demand_hop_seconds_count", {"hop": "committed"}
+    )
+    assert committed == 1  # a rebuild's FeatureSet is no discovery

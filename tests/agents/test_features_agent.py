@@ -142,3 +142,19 @@ async def test_a_discovery_from_the_future_is_dead_lettered(
         "discovered_at: 2099-01-01T00:00:00+00:00 is in the future"
     )
     assert len(sender.to(context.settings.topics.features)) == 1  # a minute ahead is clock skew
+
+
+def hop_count(context: AgentContext, hop: str) -> float:
+    """Samples of one hop of the latency breakdown (`personas_on_demand_hop_seconds`)."""
+    name, labels = "personas_on_demand_hop_seconds_count", {"hop": hop}
+    return context.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_each_computed_discovery_is_timed_once_per_hop(
+    context: AgentContext, compute: OnDemandCompute
+) -> None:
+    await seed(context)
+    batch = messages(TOPIC, [discovered(WALLET), discovered(OTHER), b"{}"])
+    await features_agent.handle(batch, context, compute)
+    # published and insufficient alike were queued and computed; the invalid one never was
+    assert [hop_count(context, hop) for hop in ("queued", "computed", "published")] == [2, 2, 2]
