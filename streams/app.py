@@ -59,6 +59,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         autodiscover=False,
     )
     runtime = Runtime(settings, producer=app.producer)
+    _register_warm_start(app, runtime)
     _register_agents(app, runtime, bootstrap)
     if rebuild and settings.rebuild.enabled:
         _register_daily_rebuild(app, runtime)
@@ -67,6 +68,24 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
     _register_broker_guard(app, runtime, bootstrap)
     app.personas_runtime = runtime  # type: ignore[attr-defined]
     return app
+
+
+def _register_warm_start(app: faust.App, runtime: Runtime) -> None:
+    """Open the store and start the feature processes with the worker, not on first use.
+
+    /health says 200 only once they are ready (and the consumers joined), so the first discovery
+    a healthy worker gets does not wait for processes to start.
+    """
+    store, processes = "store", "feature processes"
+    runtime.health.starting(store)
+    runtime.health.starting(processes)
+
+    @app.task
+    async def warm_start() -> None:
+        await runtime.context()
+        runtime.health.ready(store)
+        await runtime.feature_pool()
+        runtime.health.ready(processes)
 
 
 def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:

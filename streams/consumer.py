@@ -41,6 +41,11 @@ Handler = Callable[[list[Record], AgentContext], Awaitable[None]]
 FETCH_MAX_WAIT_MS = 100
 
 
+def group_component(stage: str) -> str:
+    """What /health waits for until the stage's consumer has joined its group."""
+    return f"{stage} consumer group"
+
+
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before partitions are revoked, let the batch in flight finish and commit its offsets."""
 
@@ -51,6 +56,8 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._consumer.finish_in_flight()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        # In the group (with or without partitions): this consumer no longer holds a start back.
+        self._consumer.runtime.health.ready(group_component(self._consumer.stage))
         log.info("%s assigned %s", self._consumer.stage,
                  sorted((tp.topic, tp.partition) for tp in assigned))  # fmt: skip
 
@@ -202,7 +209,11 @@ def register_consumer(
     batch: BatchSettings,
     **options: Any,
 ) -> None:
-    """Run a BatchConsumer for `stage` with the app, started after its producer (handlers send)."""
+    """Run a BatchConsumer for `stage` with the app, started after its producer (handlers send).
+
+    /health waits for it to join its group.
+    """
+    runtime.health.starting(group_component(stage))
 
     @app.task
     async def start_consumer() -> None:

@@ -1,4 +1,9 @@
-"""Worker health as /health reports it: healthy unless some component has a problem."""
+"""Worker health as /health reports it: healthy once started, unless some component has a problem.
+
+A worker says it is healthy only once it is ready to answer a discovery at once: its store open,
+its feature processes started and each agent's consumer in its group (a warm start). Until then
+/health lists what it is still starting.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,14 @@ class Health:
     def __init__(self) -> None:
         self._problems: dict[str, tuple[str, float]] = {}
         self._progress: dict[str, float] = {}
+        self._starting: set[str] = set()
+
+    def starting(self, component: str) -> None:
+        """Unhealthy until `component` says it is `ready` (opened, started, joined)."""
+        self._starting.add(component)
+
+    def ready(self, component: str) -> None:
+        self._starting.discard(component)
 
     def problem(self, component: str, reason: str) -> None:
         """Mark `component` unhealthy (the first time since it was last healthy counts)."""
@@ -28,12 +41,13 @@ class Health:
 
     @property
     def healthy(self) -> bool:
-        return not self._problems
+        return not self._problems and not self._starting
 
     def report(self) -> dict[str, Any]:
         now = time.time()
         return {
             "healthy": self.healthy,
+            "starting": sorted(self._starting),
             "problems": {
                 name: {"reason": reason, "for_s": round(now - since, 1)}
                 for name, (reason, since) in sorted(self._problems.items())

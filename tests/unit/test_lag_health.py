@@ -36,3 +36,14 @@ def test_warn_is_only_reported() -> None:
     health = Health()
     record_lag([_group("WARN", 1)], Metrics(), health)
     assert health.healthy
+
+
+def test_a_worker_is_healthy_only_once_everything_it_starts_is_ready() -> None:
+    health = Health()
+    health.starting("store")
+    health.starting("features consumer group")
+    health.ready("store")
+    assert not health.healthy
+    assert health.report()["starting"] == ["features consumer group"]
+    health.ready("features consumer group")
+    assert health.healthy and health.report()["starting"] == []
