@@ -312,6 +312,8 @@ class _Backfill:
         self.result.fallback_shards += sum(shard.fallback for shard in results)
         rows: dict[int, list[tuple[Any, ...]]] = {day.as_of: [] for day in days}
         failed: dict[int, list[str]] = {day.as_of: [] for day in days}
+        # Each wallet's checkpoint as of its last day of the pass, written with the last day.
+        checkpoints = [row for shard in results for row in shard.checkpoints]
         for shard in results:
             for row in shard.rows:
                 rows[row[AS_OF_COLUMN]].append(row)
@@ -319,14 +321,21 @@ class _Backfill:
                 failed[as_of].append(wallet)
         del results
         for day in days:
-            self.write(day, rows.pop(day.as_of), failed[day.as_of])
+            last = day is days[-1]
+            self.write(day, rows.pop(day.as_of), failed[day.as_of], checkpoints if last else ())
 
-    def write(self, day: PlannedDay, rows: list[tuple[Any, ...]], failed: list[str]) -> None:
+    def write(
+        self,
+        day: PlannedDay,
+        rows: list[tuple[Any, ...]],
+        failed: list[str],
+        checkpoints: Sequence[tuple[Any, ...]] = (),
+    ) -> None:
         """One day's rows and its record in one transaction (no record if a wallet failed)."""
         window = self.options.publish_window
         published = [row for row in rows if row[WINDOW_DAYS_COLUMN] == window]
         run = RebuildRun(day.feature_date, day.as_of, len(published), time.time())
-        written = write_rows(self.conn, rows, None if failed else run)
+        written = write_rows(self.conn, rows, None if failed else run, checkpoints)
         outcome = DayResult(day.feature_date, day.as_of, Action.COMPUTE, len(published), written,
                             failed_wallets=failed)  # fmt: skip
         self.send(outcome, published, recorded=not failed)

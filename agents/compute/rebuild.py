@@ -222,8 +222,11 @@ def run_rebuild(
 
         write_started = time.perf_counter()
         rows = [row for shard in shards for row in shard.rows]
+        checkpoints = [row for shard in shards for row in shard.checkpoints]
         run = RebuildRun(result.feature_date, options.as_of, result.wallets, time.time())
-        result.rows_written = write_rows(conn, rows, None if result.failed_wallets else run)
+        result.rows_written = write_rows(
+            conn, rows, None if result.failed_wallets else run, checkpoints
+        )
         result.write_s = time.perf_counter() - write_started
     window = options.publish_window
     result.rows_to_publish = [row for row in rows if row[WINDOW_DAYS_COLUMN] == window]
@@ -231,12 +234,17 @@ def run_rebuild(
     return result
 
 
-def write_rows(conn: Connection, rows: list[tuple[Any, ...]], run: RebuildRun | None) -> int:
-    """One upsert transaction (with `run` recorded); a lock held past the busy timeout is
-    retried with backoff."""
+def write_rows(
+    conn: Connection,
+    rows: list[tuple[Any, ...]],
+    run: RebuildRun | None,
+    checkpoints: Sequence[tuple[Any, ...]] = (),
+) -> int:
+    """One upsert transaction (with `run` recorded and the wallets' `checkpoints`); a lock held
+    past the busy timeout is retried with backoff."""
     for attempt, delay in enumerate(backoff(WRITE_FIRST_RETRY_S, most=8.0), start=1):
         try:
-            return write_rebuild(conn, rows, run)
+            return write_rebuild(conn, rows, run, checkpoints)
         except Exception as exc:
             if attempt == WRITE_ATTEMPTS or not is_transient(exc):
                 raise

@@ -1,8 +1,11 @@
-"""The rebuild's shards: a set of wallets read with one query, computed at one or more as_ofs.
+"""The rebuild's shards: a set of wallets read with two queries, computed at one or more as_ofs.
 
-A shard is read once, up to its last as_of (every trade of its wallets, in wallet order: lifetime
-stats need the whole history), and fed to the core's `many_wallet_features` at each of its as_ofs
-(SPEC §9 backfills compute many days; the daily rebuild one). At an as_of a wallet gets rows only
+A shard is read once, up to its last as_of: its wallets' valid checkpoints, then each wallet's
+trades from its checkpoint (or the longest window's start, if earlier) on, or its whole history
+when it has none (`agents.store.checkpoints`), so the cost follows activity, not history. The
+kernel (`wallet_features_since`) gives each of its as_ofs (SPEC §9 backfills compute many days;
+the daily rebuild one) the rows a full recomputation gives, and the checkpoint as of that day,
+written with the rows. At an as_of a wallet gets rows only
 if it has a trade in the longest window, as the daily rebuild's wallet query selects it. The
 kernel keeps only the trades ≤ as_of and orders them itself, so a row computed from the read up to
 a later day is bit-equal to one computed from a read up to its own day.
@@ -26,16 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.compute.processes import reader, reader_pool
-from agents.core.features import (
-    DAY,
-    Fill,
-    LifetimeStats,
-    WindowFeatures,
-    feature_date,
-    many_wallet_features,
-    wallet_features,
-)
-from agents.store import Connection, fills_by_wallet
+from agents.core.checkpoint import BEFORE_ANY_TRADE, EMPTY, Checkpoint, wallet_features_since
+from agents.core.features import DAY, Fill, LifetimeStats, WindowFeatures, feature_date
+from agents.store import Connection
+from agents.store.checkpoints import checkpoint_row, fills_since, valid_checkpoints
 
 __all__ = [
     "SOURCE",
@@ -85,6 +82,8 @@ class ShardResult:
     wallets: int
     failed: list[tuple[int, str]] = field(default_factory=list)
     fallback: bool = False
+    #: each computed wallet's checkpoint as of its last as_of here (`checkpoint_row`s)
+    checkpoints: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _rows(
@@ -104,11 +103,25 @@ def _rows(
 Wallets = Iterable[tuple[str, Sequence[Fill]]]
 
 
-def _by_as_of(conn: Connection, job: ShardJob) -> Iterator[tuple[int, Wallets]]:
+def _read(conn: Connection, job: ShardJob) -> tuple[dict[str, Checkpoint], Wallets]:
+    """The shard's valid checkpoints (taken at or before its first as_of) and its wallets'
+    trades: from the earlier of the longest window's start and the checkpoint on, or the whole
+    history of a wallet without one. Two queries, whatever the number of wallets."""
+    window_start = job.as_ofs[0] - max(job.windows) * DAY
+    checkpoints = valid_checkpoints(conn, job.wallets, job.as_ofs[0])
+    since = [
+        (wallet, min(window_start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
+        for wallet in job.wallets
+        for cp in (checkpoints.get(wallet),)
+    ]
+    fills = fills_since(conn, since, job.as_of)
+    return checkpoints, [(wallet, fills[wallet]) for wallet in job.wallets if wallet in fills]
+
+
+def _by_as_of(job: ShardJob, read: Wallets) -> Iterator[tuple[int, Wallets]]:
     """(as_of, the wallets active then with their trades) for each as_of of the job."""
-    read = fills_by_wallet(conn, job.wallets, job.as_of)
     if len(job.as_ofs) == 1:
-        # The daily rebuild: its wallets were chosen active at this as_of; stream the read.
+        # The daily rebuild: its wallets were chosen active at this as_of.
         yield job.as_of, read
         return
     shard = [(wallet, fills, sorted(f.timestamp for f in fills)) for wallet, fills in read]
@@ -125,32 +138,44 @@ def _by_as_of(conn: Connection, job: ShardJob) -> Iterator[tuple[int, Wallets]]:
         )
 
 
-def compute_shard(conn: Connection, job: ShardJob) -> ShardResult:
-    """Every wallet of the shard through `many_wallet_features`; raises on any failure."""
-    result = ShardResult(job.index, [], 0)
-    for as_of, wallets in _by_as_of(conn, job):
-        for wallet, windows, lifetime in many_wallet_features(wallets, as_of, job.windows):
-            result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
-            result.wallets += 1
-    return result
-
-
-def _compute_shard_per_wallet(conn: Connection, job: ShardJob) -> ShardResult:
-    """The fallback: the kernel wallet by wallet, so one bad wallet loses only itself."""
-    result = ShardResult(job.index, [], 0, fallback=True)
-    for as_of, wallets in _by_as_of(conn, job):
+def _compute(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
+    """Every wallet of the shard at each as_of through the kernel, from its checkpoint (carried
+    from one as_of to the next). A fallback skips a wallet that fails; otherwise it raises."""
+    result = ShardResult(job.index, [], 0, fallback=fallback)
+    checkpoints, read = _read(conn, job)
+    computed: set[str] = set()
+    for as_of, wallets in _by_as_of(job, read):
         for wallet, fills in wallets:
             try:
-                windows, lifetime = wallet_features(fills, as_of, job.windows)
+                windows, lifetime, after = wallet_features_since(
+                    checkpoints.get(wallet, EMPTY), fills, as_of, job.windows
+                )
             except Exception:
+                if not fallback:
+                    raise
                 log.exception(
                     "rebuild: cannot compute features of %s as of %d; skipped", wallet, as_of
                 )
                 result.failed.append((as_of, wallet))
                 continue
+            checkpoints[wallet] = after
+            computed.add(wallet)
             result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
             result.wallets += 1
+    result.checkpoints = [
+        checkpoint_row(wallet, checkpoints[wallet], job.computed_at) for wallet in sorted(computed)
+    ]
     return result
+
+
+def compute_shard(conn: Connection, job: ShardJob) -> ShardResult:
+    """Every wallet of the shard through the kernel; raises on any failure."""
+    return _compute(conn, job, fallback=False)
+
+
+def _compute_shard_per_wallet(conn: Connection, job: ShardJob) -> ShardResult:
+    """The fallback: the kernel wallet by wallet, so one bad wallet loses only itself."""
+    return _compute(conn, job, fallback=True)
 
 
 def _fallback(conn: Connection, job: ShardJob, error: BaseException) -> ShardResult:

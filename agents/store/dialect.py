@@ -26,6 +26,11 @@ class Dialect:
     wallet_fills_sql: str
     #: the wallet set as that query's first parameter
     wallet_set: Callable[[list[str]], Any]
+    #: `proxy_wallet` of a row in a wallet set given as one `wallet_set` parameter
+    in_wallet_set: str
+    #: a table `bounds (w, s)` of (wallet, since) from one parameter: a JSON array of
+    #: `{"w": wallet, "s": since}`, so each wallet of a set is read from a time of its own
+    wallet_bounds: str
 
 
 # Ordered by wallet only (the index order, no sort): the core orders each wallet's trades by
@@ -44,6 +49,8 @@ SQLITE = Dialect(
 WHERE proxy_wallet IN (SELECT value FROM json_each(?)) AND timestamp <= ?
 ORDER BY proxy_wallet""",
     wallet_set=lambda wallets: orjson.dumps(wallets).decode(),
+    in_wallet_set="IN (SELECT value FROM json_each(?))",
+    wallet_bounds="(SELECT value ->> '$.w' AS w, value ->> '$.s' AS s FROM json_each(?)) AS bounds",
 )
 
 POSTGRES = Dialect(
@@ -55,6 +62,8 @@ POSTGRES = Dialect(
 WHERE proxy_wallet = ANY(?) AND timestamp <= ?
 ORDER BY proxy_wallet""",
     wallet_set=list,
+    in_wallet_set="= ANY(?)",
+    wallet_bounds="jsonb_to_recordset(?::jsonb) AS bounds(w TEXT, s BIGINT)",
 )
 
 _INDEX_HINT = re.compile(r"\s+INDEXED BY \w+", re.IGNORECASE)

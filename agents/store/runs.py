@@ -8,10 +8,11 @@ whenever the day is rebuilt again, since its rows are then new.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from agents.store.checkpoints import CHECKPOINTS
 from agents.store.connection import Connection, transaction
 from agents.store.schema import FEATURE_ROW_KEYS
 from agents.store.tables import FEATURES
@@ -60,10 +61,18 @@ class RunState(NamedTuple):
     published_at: float | None
 
 
-def write_rebuild(conn: Connection, rows: Iterable[tuple[Any, ...]], run: RebuildRun | None) -> int:
-    """Upsert a rebuild's rows and record `run` in one transaction; return the rows written."""
+def write_rebuild(
+    conn: Connection,
+    rows: Iterable[tuple[Any, ...]],
+    run: RebuildRun | None,
+    checkpoints: Sequence[tuple[Any, ...]] = (),
+) -> int:
+    """Upsert a rebuild's rows and its wallets' `checkpoints` (`checkpoint_row`s) and record
+    `run`, in one transaction; return the feature rows written."""
     with transaction(conn):
         written = conn.bulk_upsert(FEATURES, list(rows))
+        if checkpoints:
+            conn.bulk_upsert(CHECKPOINTS, checkpoints)
         if run is not None:
             conn.execute(
                 RECORD_RUN_SQL,

@@ -123,6 +123,22 @@ CREATE TABLE rebuild_runs (
     published_at {real}
 );
 """,
+    # 3: per wallet, its lifetime state as of its last rebuild (issue 14): lifetime stats then
+    # need only the trades since. open_lots is JSON, [[market, [[size, price, timestamp], …]], …]
+    # (shortest round-trip floats: exact); total_trades tells a checkpoint a late trade made stale.
+    """
+CREATE TABLE wallet_checkpoints (
+    proxy_wallet   TEXT PRIMARY KEY,
+    as_of          {integer} NOT NULL,
+    total_trades   {integer} NOT NULL,
+    first_trade_at {integer},
+    last_trade_at  {integer},
+    buy_cost       {real} NOT NULL,
+    realized_pnl   {real} NOT NULL,
+    open_lots      TEXT NOT NULL,
+    computed_at    {real} NOT NULL
+);
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,7 +25,8 @@ from agents.compute.backfill import (
 )
 from agents.compute.rebuild import RebuildOptions, active_wallets, run_rebuild
 from agents.compute.shards import ShardJob, ShardResult
-from agents.core.features import DAY, feature_date, wallet_features
+from agents.core.checkpoint import Checkpoint, wallet_features_since
+from agents.core.features import DAY, feature_date
 from agents.store import connect, migrate
 from agents.store.runs import RunState, rebuild_runs
 from agents.store.schema import FEATURE_ROW_KEYS
@@ -279,16 +280,13 @@ def test_a_day_with_a_failed_wallet_is_written_but_not_recorded(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    def broken_many(*_: Any, **__: Any) -> Iterator[Any]:
-        raise RuntimeError("vectorised path broken")
-
-    def failing(fills: Any, as_of: int, windows: Any) -> Any:
+    def failing(checkpoint: Checkpoint, fills: Any, as_of: int, windows: Any) -> Any:
+        # the shard fails, then its wallet-by-wallet fallback loses this wallet's day only
         if as_of == day_as_of(date(2026, 1, 2)) and fills[0].trade_id.startswith(BUSY[2:6]):
             raise ZeroDivisionError("bad wallet")
-        return wallet_features(fills, as_of, windows)
+        return wallet_features_since(checkpoint, fills, as_of, windows)
 
-    monkeypatch.setattr(shards, "many_wallet_features", broken_many)
-    monkeypatch.setattr(shards, "wallet_features", failing)
+    monkeypatch.setattr(shards, "wallet_features_since", failing)
     result = run_backfill(db, DAYS[:3], options())
     assert result.failed and result.summary()["failed_wallets"] == {"2026-01-02": [BUSY]}
     assert [row[0] for row in table(db, "rebuild_runs")] == ["2026-01-01", "2026-01-03"]

@@ -14,6 +14,7 @@ import pytest
 import agents.compute.rebuild as rebuild
 import agents.compute.shards as shards
 from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
+from agents.core.checkpoint import Checkpoint, wallet_features_since
 from agents.core.errors import BrokerError
 from agents.core.features import DAY, WINDOWS, wallet_features
 from agents.core.records import MAX_CLOCK_SKEW_S, is_future
@@ -138,16 +139,13 @@ def test_a_dead_worker_falls_back_to_serial_for_its_shard(
 def test_a_wallet_that_fails_is_skipped_and_reported(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_many(*_: Any, **__: Any) -> Iterator[Any]:
-        raise RuntimeError("vectorised path broken")
-
-    def kernel(fills: Any, as_of: int, windows: Any = WINDOWS) -> Any:
+    def kernel(checkpoint: Checkpoint, fills: Any, as_of: int, windows: Any = WINDOWS) -> Any:
+        # the shard fails, then its wallet-by-wallet fallback loses this wallet only
         if fills and fills[0].trade_id.startswith(EDGE[2:8]):
             raise ZeroDivisionError("bad wallet")
-        return wallet_features(fills, as_of, windows)
+        return wallet_features_since(checkpoint, fills, as_of, windows)
 
-    monkeypatch.setattr(shards, "many_wallet_features", broken_many)
-    monkeypatch.setattr(shards, "wallet_features", kernel)
+    monkeypatch.setattr(shards, "wallet_features_since", kernel)
     result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False))
     assert result.failed_wallets == [EDGE] and result.fallback_shards == [0]
     assert {wallet for wallet, _ in stored(db)} == {ACTIVE}

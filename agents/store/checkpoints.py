@@ -1,0 +1,111 @@
+"""Per-wallet checkpoints (`wallet_checkpoints`, issue 14): their rows, and the reads they allow.
+
+A checkpoint is used only while it is valid: its `total_trades` must still be the number of the
+wallet's stored trades at or before its `as_of`. A trade that arrives late (timestamp before the
+checkpoint, stored after it, even while the rebuild that wrote it was running) changes that count,
+and the wallet is then read and computed in full; its next rebuild writes a new checkpoint. The
+count is answered from the (proxy_wallet, timestamp) index alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from agents.core.checkpoint import Checkpoint, Lot
+from agents.core.features import Fill
+from agents.store.connection import Connection
+from agents.store.tables import CATEGORIES_SQL, UNKNOWN_CATEGORY, Upsert
+
+__all__ = [
+    "CHECKPOINTS",
+    "checkpoint_from_row",
+    "checkpoint_row",
+    "fills_since",
+    "valid_checkpoints",
+]
+
+_wallet_of = itemgetter(0)
+
+_COLUMNS = (
+    "proxy_wallet", "as_of", "total_trades", "first_trade_at", "last_trade_at", "buy_cost",
+    "realized_pnl", "open_lots", "computed_at",
+)  # fmt: skip
+
+# A backfill of older days never replaces a newer checkpoint: the newest saves the most reading.
+CHECKPOINTS = Upsert(
+    "wallet_checkpoints",
+    _COLUMNS,
+    f"""ON CONFLICT (proxy_wallet) DO UPDATE SET
+    {", ".join(f"{key} = excluded.{key}" for key in _COLUMNS[1:])}
+WHERE excluded.as_of >= wallet_checkpoints.as_of""",
+)
+
+
+def checkpoint_row(wallet: str, checkpoint: Checkpoint, computed_at: float) -> tuple[Any, ...]:
+    """A `wallet_checkpoints` row (in `CHECKPOINTS.columns` order)."""
+    lots = [[market, [list(lot) for lot in lots]] for market, lots in checkpoint.open_lots]
+    return (
+        wallet, checkpoint.as_of, checkpoint.total_trades, checkpoint.first_trade_at,
+        checkpoint.last_trade_at, checkpoint.buy_cost, checkpoint.realized_pnl,
+        orjson.dumps(lots).decode(), computed_at,
+    )  # fmt: skip
+
+
+def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
+    """The Checkpoint of a row from `_CHECKPOINTS_SQL` (its columns 1–7)."""
+    _, as_of, total, first, last, buy_cost, realized, lots = row[:8]
+    return Checkpoint(
+        as_of, total, first, last, float(buy_cost), float(realized),
+        tuple(
+            (market, tuple(Lot(float(size), float(price), int(ts)) for size, price, ts in lots))
+            for market, lots in orjson.loads(lots)
+        ),
+    )  # fmt: skip
+
+
+def _checkpoints_sql(conn: Connection) -> str:
+    return f"""
+SELECT c.proxy_wallet, c.as_of, c.total_trades, c.first_trade_at, c.last_trade_at, c.buy_cost,
+       c.realized_pnl, c.open_lots,
+       (SELECT count(*) FROM trades AS t
+        WHERE t.proxy_wallet = c.proxy_wallet AND t.timestamp <= c.as_of) AS stored
+FROM wallet_checkpoints AS c
+WHERE c.proxy_wallet {conn.dialect.in_wallet_set} AND c.as_of <= ?"""
+
+
+def valid_checkpoints(
+    conn: Connection, wallets: Sequence[str], as_of: int
+) -> dict[str, Checkpoint]:
+    """The valid checkpoints of `wallets` taken at or before `as_of`, by wallet (one query)."""
+    rows = conn.execute(_checkpoints_sql(conn), (conn.dialect.wallet_set(list(wallets)), as_of))
+    return {row[0]: checkpoint_from_row(row) for row in rows if row[8] == row[2]}
+
+
+def _fills_since_sql(conn: Connection) -> str:
+    return f"""
+SELECT t.proxy_wallet, t.trade_id, t.condition_id, t.side, t.size, t.price, t.timestamp
+FROM {conn.dialect.wallet_bounds}
+JOIN trades AS t ON t.proxy_wallet = bounds.w AND t.timestamp BETWEEN bounds.s AND ?"""
+
+
+def fills_since(
+    conn: Connection, since: Iterable[tuple[str, int]], as_of: int
+) -> dict[str, list[Fill]]:
+    """Each wallet's trades from its own `since` to `as_of`, from one query; wallets without
+    any are left out. Each wallet's list is in no particular order (the core sorts it)."""
+    category = dict(conn.execute(CATEGORIES_SQL)).get
+    bounds = orjson.dumps([{"w": wallet, "s": start} for wallet, start in since]).decode()
+    out: dict[str, list[Fill]] = {}
+    rows = conn.execute(_fills_since_sql(conn), (bounds, as_of))
+    # A wallet's rows come together (one index range each); extending keeps it right if not.
+    for wallet, group in itertools.groupby(rows, key=_wallet_of):
+        out.setdefault(wallet, []).extend(
+            Fill(trade_id, market, side, size, price, ts, category(market, UNKNOWN_CATEGORY))
+            for _, trade_id, market, side, size, price, ts in group
+        )
+    return out
