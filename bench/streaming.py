@@ -230,9 +230,11 @@ async def _publish(
     rate: float | None = None,
     on_send: Callable[[bytes], None] | None = None,
 ) -> int:
+    # Paced, it stands for an event producer sending each event as it happens (no linger);
+    # flat out, for a bulk load.
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=512 * 1024,
-        max_request_size=4 * 2**20,
+        bootstrap_servers=bootstrap, linger_ms=0 if rate else 5, acks="all",
+        max_batch_size=512 * 1024, max_request_size=4 * 2**20,
     )  # fmt: skip
     await producer.start()
     sent, pending, started = 0, [], time.monotonic()

@@ -40,7 +40,9 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
         broker_request_timeout=broker.request_timeout_s,
         # Faust's own consumer reads no topic (each agent has its own, `streams.consumer`): it
         # joins the `<app_id>` group to elect the leader that runs the daily rebuild.
-        producer_linger=0.005,
+        # No linger: a FeatureSet goes out at once; under load, messages queue behind the request
+        # in flight and go out together anyway.
+        producer_linger=0.0,
         # Topics are created up front with their partition counts; state lives in SQLite.
         topic_allow_declare=False,
         store="memory://",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -29,21 +30,50 @@ from config.settings import BatchSettings
 from streams.runtime import Record, Runtime
 from streams.topics import stage_group
 
-__all__ = ["BatchConsumer", "register_consumer"]
+__all__ = ["BatchConsumer", "FetchWait", "group_component", "register_consumer"]
 
 log = logging.getLogger("personas.consumer")
 
 #: An agent's `handle(batch, context)` (see `agents.context`).
 Handler = Callable[[list[Record], AgentContext], Awaitable[None]]
 
-# How long a fetch waits for data on an idle partition: short, so an on-demand hop adds no
-# latency (with data waiting, a fetch answers at once anyway).
-FETCH_MAX_WAIT_MS = 100
+# How long the broker holds a fetch that finds no new data. Kafka answers as soon as data arrives,
+# but the embedded broker only at its next look (≈ half the wait): there the wait is a latency
+# floor on every hop. So it is short while messages flow, and long once the topic has been quiet
+# for a while, so that an idle worker does not poll the broker hundreds of times a second.
+FETCH_WAIT_BUSY_MS = 5
+FETCH_WAIT_IDLE_MS = 100
+IDLE_AFTER_S = 1.0
 
 
 def group_component(stage: str) -> str:
     """What /health waits for until the stage's consumer has joined its group."""
     return f"{stage} consumer group"
+
+
+class FetchWait:
+    """The consumer's fetch wait: busy while fetches bring messages, idle after a quiet spell."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        # aiokafka takes the wait once, at construction, but reads it for every fetch request
+        # from its fetcher (made by `start`); without that attribute the idle wait stays.
+        self._fetcher = getattr(consumer, "_fetcher", None)
+        self._clock = clock
+        self._last_messages = -math.inf
+        self.wait_ms = FETCH_WAIT_IDLE_MS
+
+    def update(self, got_messages: bool) -> None:
+        """After each fetch: busy if it brought messages, idle after `IDLE_AFTER_S` of none."""
+        now = self._clock()
+        if got_messages:
+            self._last_messages = now
+        busy = now - self._last_messages < IDLE_AFTER_S
+        wait_ms = FETCH_WAIT_BUSY_MS if busy else FETCH_WAIT_IDLE_MS
+        if wait_ms != self.wait_ms and hasattr(self._fetcher, "_fetch_max_wait_ms"):
+            self._fetcher._fetch_max_wait_ms = wait_ms  # type: ignore[union-attr]
+            self.wait_ms = wait_ms
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -99,6 +129,7 @@ class BatchConsumer(Service):
         self._in_flight: asyncio.Task[None] | None = None
         self._closed = False
         self._consumer: AIOKafkaConsumer | None = None
+        self._fetch_wait: FetchWait | None = None
 
     async def on_start(self) -> None:
         self._context = await self.runtime.context()
@@ -115,12 +146,13 @@ class BatchConsumer(Service):
             heartbeat_interval_ms=int(broker.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(broker.rebalance_timeout_s * 1000),
             request_timeout_ms=int(broker.request_timeout_s * 1000),
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            fetch_max_wait_ms=FETCH_WAIT_IDLE_MS,
             max_partition_fetch_bytes=self._fetch_bytes,
             fetch_max_bytes=4 * self._fetch_bytes,
         )
         self._consumer.subscribe([self.topic], listener=_FinishBatchFirst(self))
         await self._consumer.start()
+        self._fetch_wait = FetchWait(self._consumer)  # its fetcher exists once started
 
     async def finish_in_flight(self) -> None:
         """Wait until the batch being handled is done and its offsets committed.
@@ -156,6 +188,8 @@ class BatchConsumer(Service):
                 fetched = await self._consumer.getmany(
                     timeout_ms=self._within_ms, max_records=self._batch_max
                 )
+                if self._fetch_wait is not None:
+                    self._fetch_wait.update(bool(fetched))
                 if not fetched:
                     continue
                 records = [record for batch in fetched.values() for record in batch]

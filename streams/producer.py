@@ -85,7 +85,9 @@ async def started_producer(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=f"{settings.broker.client_id}-{role}",
-        linger_ms=5,
+        # No linger: an event goes out at once; under load, sends queue behind the request in
+        # flight and go out together anyway.
+        linger_ms=0,
         acks="all",
         request_timeout_ms=int(settings.broker.request_timeout_s * 1000),
     )

@@ -1,5 +1,5 @@
 """The consumer's half of "write before ack": offsets are committed only once the handler's
-awaitable is done, and a handler that fails commits nothing."""
+awaitable is done, and a handler that fails commits nothing; the fetch wait follows the load."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import pytest
 from aiokafka import TopicPartition
 
 from config.settings import Settings
-from streams.consumer import BatchConsumer
+from streams.consumer import (
+    FETCH_WAIT_BUSY_MS,
+    FETCH_WAIT_IDLE_MS,
+    IDLE_AFTER_S,
+    BatchConsumer,
+    FetchWait,
+)
 from streams.runtime import Runtime
 
 PARTITION = TopicPartition("trades", 0)
@@ -72,3 +78,28 @@ async def test_a_failed_handler_commits_nothing(consumer: BatchConsumer) -> None
     with pytest.raises(Crashed, match="ingest"):
         await consumer._finish(fails(), {PARTITION: 7})
     assert commits(consumer) == []
+
+
+class Fetcher:
+    _fetch_max_wait_ms = FETCH_WAIT_IDLE_MS
+
+
+class Started:
+    """What FetchWait sees of a started aiokafka consumer: its fetcher."""
+
+    def __init__(self) -> None:
+        self._fetcher = Fetcher()
+
+
+def test_the_fetch_wait_is_short_while_messages_flow_and_long_when_idle() -> None:
+    now = [0.0]
+    consumer = Started()
+    wait = FetchWait(consumer, clock=lambda: now[0])
+    wait.update(got_messages=True)
+    assert consumer._fetcher._fetch_max_wait_ms == FETCH_WAIT_BUSY_MS
+    now[0] = IDLE_AFTER_S / 2
+    wait.update(got_messages=False)  # a quiet moment between messages
+    assert consumer._fetcher._fetch_max_wait_ms == FETCH_WAIT_BUSY_MS
+    now[0] = IDLE_AFTER_S + 0.01
+    wait.update(got_messages=False)
+    assert consumer._fetcher._fetch_max_wait_ms == FETCH_WAIT_IDLE_MS
