@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BENCHMARKS", "Context", "Measurement", "benchmark", "format_table"]
+__all__ = ["BENCHMARKS", "Context", "Measurement", "benchmark", "extends", "format_table"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -59,6 +59,26 @@ def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
             raise ValueError(f"benchmark {name!r} registered twice")
         BENCHMARKS[name] = function
         return function
+
+    return register
+
+
+Extension = Callable[[Context, list[Measurement]], list[Measurement]]
+
+
+def extends(name: str) -> Callable[[Extension], Extension]:
+    """Add rows to the registered benchmark `name`: the extension runs after it, in the same
+    run, sees its measurements (to compare with them) and its rows join the same table."""
+
+    def register(extension: Extension) -> Extension:
+        base = BENCHMARKS[name]
+
+        def extended(context: Context) -> list[Measurement]:
+            measured = base(context)
+            return [*measured, *extension(context, measured)]
+
+        BENCHMARKS[name] = extended
+        return extension
 
     return register
 
