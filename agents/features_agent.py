@@ -2,9 +2,11 @@
 
 Each batch of discoveries is cut into jobs that `OnDemandCompute` runs (in the worker: the
 feature processes of `agents.compute.feature_pool`, one query per job), at most
-`features.concurrency` discoveries at once. The jobs start as soon as the batch is fetched, beside
-the previous batch's publishing. The batch is done once every FeatureSet of it is delivered to the
-broker and the wallets are recorded.
+`features.concurrency` discoveries at once. The jobs start as soon as the batch is fetched, and
+each job's FeatureSets are sent as soon as it is done (in order, after the previous batch's), so
+a discovery does not wait for the slowest job of its batch, nor for the previous batch's commit.
+The batch is done once every FeatureSet of it is delivered to the broker and the wallets are
+recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from agents.compute.on_demand import Discovery, OnDemandJob, Outcome
 from agents.context import AgentContext, Message, Rejected, decode_each
@@ -51,6 +54,8 @@ class OnDemandCompute:
     processes: int
     per_job: int = field(init=False)
     _slots: asyncio.Semaphore = field(init=False)
+    #: the last batch's sending: the next batch sends after it (`handle`)
+    sending: asyncio.Future[_Sent] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.per_job = job_size(self.concurrency, self.processes)
@@ -64,25 +69,24 @@ class OnDemandCompute:
 def handle(
     batch: Sequence[Message], context: AgentContext, compute: OnDemandCompute
 ) -> Awaitable[None]:
-    """Decode and start the jobs now; the awaitable publishes and records the outcomes."""
+    """Decode and start the jobs now, and send each job's FeatureSets as soon as it is done (after
+    the previous batch's); the awaitable waits for the receipts and records the outcomes."""
     config = context.settings.features
     now, size = context.clock(), compute.per_job
     accepted, rejected = _decode(batch, now)
-    discoveries = [Discovery(d.proxy_wallet, d.discovered_at) for _, d in accepted]
-    computing = [
-        asyncio.ensure_future(
-            compute(
-                OnDemandJob(
-                    tuple(discoveries[start : start + size]),
-                    config.window_days,
-                    config.min_settled_trades,
-                    computed_at=now,
-                )
-            )
+    jobs: list[_Job] = []
+    for start in range(0, len(accepted), size):
+        chunk = accepted[start : start + size]
+        job = OnDemandJob(
+            tuple(Discovery(d.proxy_wallet, d.discovered_at) for _, d in chunk),
+            config.window_days,
+            config.min_settled_trades,
+            computed_at=now,
         )
-        for start in range(0, len(discoveries), size)
-    ]
-    return _publish(accepted, rejected, computing, context, fetched_at=now)
+        jobs.append((chunk, asyncio.ensure_future(compute(job))))
+    sending = asyncio.ensure_future(_send(jobs, compute.sending, context, fetched_at=now))
+    compute.sending = sending
+    return _record(sending, rejected, context)
 
 
 def _decode(
@@ -101,44 +105,69 @@ def _decode(
     return accepted, rejected
 
 
-async def _publish(
-    accepted: list[tuple[Message, WalletDiscovered]],
-    rejected: list[Rejected],
-    computing: Sequence[Awaitable[list[Outcome]]],
+#: A job's discoveries (with their messages) and its outcomes to come.
+_Job: TypeAlias = tuple[list[tuple[Message, WalletDiscovered]], "asyncio.Future[list[Outcome]]"]
+
+
+@dataclass
+class _Sent:
+    """What a batch's sending left to wait for and to record."""
+
+    receipts: list[Awaitable[object]] = field(default_factory=list)
+    rows: list[tuple[str, int, str, float, str, float]] = field(default_factory=list)
+    failed: list[Rejected] = field(default_factory=list)
+    insufficient: int = 0
+
+
+async def _send(
+    jobs: list[_Job],
+    previous: asyncio.Future[_Sent] | None,
     context: AgentContext,
     *,
     fetched_at: float,
-) -> None:
-    settings, metrics = context.settings, context.metrics
-    outcomes = [outcome for job in await asyncio.gather(*computing) for outcome in job]
-    receipts, rows, insufficient, invalid = [], [], 0, len(rejected)
-    now = context.clock()
-    for (message, discovery), outcome in zip(accepted, outcomes, strict=True):
-        wallet = discovery.proxy_wallet
-        metrics.on_demand_duration.observe(outcome.seconds)
-        _observe_hops(outcome, fetched_at, context)
-        if outcome.error is not None:
-            rejected.append((message, FeatureComputeError(f"{wallet}: {outcome.error}")))
-            continue
-        if outcome.features is not None:
-            status = "success"
-            receipts.append(
-                await context.sender.send(
+) -> _Sent:
+    """Send each job's FeatureSets once it is done, in order, after the previous batch's."""
+    if previous is not None:  # one wallet's FeatureSets stay in order across batches
+        await asyncio.shield(previous)
+    settings, metrics, sent = context.settings, context.metrics, _Sent()
+    for chunk, job in jobs:
+        outcomes = await job
+        now = context.clock()
+        for (message, discovery), outcome in zip(chunk, outcomes, strict=True):
+            wallet = discovery.proxy_wallet
+            metrics.on_demand_duration.observe(outcome.seconds)
+            _observe_hops(outcome, fetched_at, context)
+            if outcome.error is not None:
+                sent.failed.append((message, FeatureComputeError(f"{wallet}: {outcome.error}")))
+                continue
+            if outcome.features is not None:
+                status = "success"
+                receipt = await context.sender.send(
                     settings.topics.features, wallet.encode(), outcome.features
                 )
-            )
-        else:
-            status = "insufficient"
-            insufficient += 1
-            _log_insufficient(wallet, outcome, context)
-        rows.append((wallet, discovery.discovered_at, discovery.source, now, status, now))
-    await asyncio.gather(*receipts)
-    await context.retry("features-record", context.store.record_wallets, rows)
-    await context.dead_letter(rejected)
-    metrics.on_demand_features.labels("success").inc(len(receipts))
-    metrics.on_demand_features.labels("insufficient").inc(insufficient)
-    metrics.on_demand_features.labels("rejected").inc(invalid)
-    metrics.on_demand_features.labels("error").inc(len(rejected) - invalid)
+                sent.receipts.append(receipt)
+            else:
+                status = "insufficient"
+                sent.insufficient += 1
+                _log_insufficient(wallet, outcome, context)
+            rows = sent.rows
+            rows.append((wallet, discovery.discovered_at, discovery.source, now, status, now))
+    return sent
+
+
+async def _record(
+    sending: asyncio.Future[_Sent], rejected: list[Rejected], context: AgentContext
+) -> None:
+    """Once the broker has the batch's FeatureSets: record the wallets, dead-letter the rest."""
+    metrics = context.metrics
+    sent = await sending
+    await asyncio.gather(*sent.receipts)
+    await context.retry("features-record", context.store.record_wallets, sent.rows)
+    await context.dead_letter([*rejected, *sent.failed])
+    metrics.on_demand_features.labels("success").inc(len(sent.receipts))
+    metrics.on_demand_features.labels("insufficient").inc(sent.insufficient)
+    metrics.on_demand_features.labels("rejected").inc(len(rejected))
+    metrics.on_demand_features.labels("error").inc(len(sent.failed))
 
 
 def _observe_hops(outcome: Outcome, fetched_at: float, context: AgentContext) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -44,6 +45,11 @@ Handler = Callable[[list[Record], AgentContext], Awaitable[None]]
 FETCH_WAIT_BUSY_MS = 5
 FETCH_WAIT_IDLE_MS = 100
 IDLE_AFTER_S = 1.0
+
+# Batches fetched and handed to the handler before the oldest has committed. Waiting for each
+# batch's commit before the next fetch left messages in the broker for a whole batch (its writes,
+# receipts and offset commit); a few in flight keep fetching while bounding the batches held.
+BATCHES_IN_FLIGHT = 4
 
 
 def group_component(stage: str) -> str:
@@ -95,10 +101,11 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
 class BatchConsumer(Service):
     """Fetch a batch, hand it to `handle`, commit its offsets, repeat.
 
-    The next batch is fetched while the previous one is handled, and `handle` is called at once:
-    a handler that is a plain function doing work before it returns its awaitable (decoding,
-    starting computations) does that work beside the batch in flight. The awaitables are awaited,
-    and the batches committed, one at a time in fetch order.
+    The next batches are fetched while the previous ones are handled (up to `BATCHES_IN_FLIGHT`),
+    and `handle` is called at once: a handler that is a plain function doing work before it
+    returns its awaitable (decoding, starting computations) does that work beside the batches in
+    flight. The awaitables are awaited, and the batches committed, one at a time in fetch order:
+    a batch's writes start only once the batch before it has committed.
     """
 
     def __init__(
@@ -125,8 +132,8 @@ class BatchConsumer(Service):
         self._fetch_bytes = max_partition_fetch_bytes
         # Held while a batch is fetched: a rebalance or a shutdown waits for it.
         self._fetching = asyncio.Lock()
-        # The previous batch being handled and committed while the next one is fetched.
-        self._in_flight: asyncio.Task[None] | None = None
+        # Batches being handled and committed, in fetch order, while the next one is fetched.
+        self._in_flight: deque[asyncio.Task[None]] = deque()
         self._closed = False
         self._consumer: AIOKafkaConsumer | None = None
         self._fetch_wait: FetchWait | None = None
@@ -155,7 +162,7 @@ class BatchConsumer(Service):
         self._fetch_wait = FetchWait(self._consumer)  # its fetcher exists once started
 
     async def finish_in_flight(self) -> None:
-        """Wait until the batch being handled is done and its offsets committed.
+        """Wait until the batches being handled are done and their offsets committed.
 
         Called by the rebalance listener, so it must not wait for the fetch lock: the fetch may
         itself be waiting for the rebalance to finish. A batch fetched just before the revocation
@@ -164,11 +171,21 @@ class BatchConsumer(Service):
         await self._wait_in_flight()
 
     async def _wait_in_flight(self) -> None:
-        task = self._in_flight
-        if task is not None:
-            await asyncio.shield(task)
-            if self._in_flight is task:
-                self._in_flight = None
+        # Each batch finishes after the one before it: the last one done means all are.
+        while self._in_flight:
+            last = self._in_flight[-1]
+            await asyncio.shield(last)
+            self._drop_finished()
+
+    def _drop_finished(self) -> None:
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft()
+
+    async def _room_for_a_batch(self) -> None:
+        self._drop_finished()
+        while len(self._in_flight) >= BATCHES_IN_FLIGHT:
+            await asyncio.shield(self._in_flight[0])
+            self._drop_finished()
 
     async def on_stop(self) -> None:
         async with self._fetching:  # between two fetches: no batch is half handed over
@@ -185,6 +202,7 @@ class BatchConsumer(Service):
             async with self._fetching:
                 if self._closed or self._consumer is None or self._context is None:
                     return
+                await self._room_for_a_batch()
                 fetched = await self._consumer.getmany(
                     timeout_ms=self._within_ms, max_records=self._batch_max
                 )
@@ -200,8 +218,10 @@ class BatchConsumer(Service):
                     handled = self._handle(records, self._context)
                 except Exception as exc:  # a bug: stop before anything of it is committed
                     self.runtime.crash(self.stage, exc)
-                await self._wait_in_flight()
-                self._in_flight = asyncio.ensure_future(self._finish(handled, offsets))
+                previous = self._in_flight[-1] if self._in_flight else None
+                self._in_flight.append(
+                    asyncio.ensure_future(self._finish(previous, handled, offsets))
+                )
 
     def _observe_fetch(self, records: list[Record]) -> None:
         """Publish → fetched, from each record's timestamp (set by its producer)."""
@@ -211,8 +231,15 @@ class BatchConsumer(Service):
         for record in records:
             hop.observe(max(0.0, now_ms - record.timestamp) / 1000)
 
-    async def _finish(self, handled: Awaitable[None], offsets: dict[TopicPartition, int]) -> None:
+    async def _finish(
+        self,
+        previous: asyncio.Task[None] | None,
+        handled: Awaitable[None],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
         try:
+            if previous is not None:  # its writes and commit first: stores and commits in order
+                await asyncio.shield(previous)
             await handled
         except asyncio.CancelledError as exc:
             if self._closed:  # stopping: the batch is left uncommitted, to be redelivered

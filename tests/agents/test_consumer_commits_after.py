@@ -1,5 +1,6 @@
 """The consumer's half of "write before ack": offsets are committed only once the handler's
-awaitable is done, and a handler that fails commits nothing; the fetch wait follows the load."""
+awaitable is done, a handler that fails commits nothing, and batches in flight together store
+and commit one after another, in fetch order; the fetch wait follows the load."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ async def test_offsets_wait_for_the_handler(consumer: BatchConsumer) -> None:
     async def store() -> None:
         await stored.wait()
 
-    finishing = asyncio.ensure_future(consumer._finish(store(), {PARTITION: 7}))
+    finishing = asyncio.ensure_future(consumer._finish(None, store(), {PARTITION: 7}))
     for _ in range(10):
         await asyncio.sleep(0)
     assert commits(consumer) == []
@@ -76,8 +77,32 @@ async def test_a_failed_handler_commits_nothing(consumer: BatchConsumer) -> None
         raise RuntimeError("disk full")
 
     with pytest.raises(Crashed, match="ingest"):
-        await consumer._finish(fails(), {PARTITION: 7})
+        await consumer._finish(None, fails(), {PARTITION: 7})
     assert commits(consumer) == []
+
+
+async def test_a_batch_stores_only_after_the_one_before_it_committed(
+    consumer: BatchConsumer,
+) -> None:
+    first_stored = asyncio.Event()
+    started: list[str] = []
+
+    async def store(name: str, done: asyncio.Event | None = None) -> None:
+        started.append(name)
+        if done is not None:
+            await done.wait()
+
+    first = asyncio.ensure_future(
+        consumer._finish(None, store("first", first_stored), {PARTITION: 3})
+    )
+    second = asyncio.ensure_future(consumer._finish(first, store("second"), {PARTITION: 7}))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == ["first"] and commits(consumer) == []  # the second waits its turn
+    first_stored.set()
+    await second
+    assert started == ["first", "second"]
+    assert commits(consumer) == [{PARTITION: 3}, {PARTITION: 7}]
 
 
 class Fetcher:

@@ -158,3 +158,28 @@ async def test_each_computed_discovery_is_timed_once_per_hop(
     await features_agent.handle(batch, context, compute)
     # published and insufficient alike were queued and computed; the invalid one never was
     assert [hop_count(context, hop) for hop in ("queued", "computed", "published")] == [2, 2, 2]
+
+
+async def test_a_job_is_sent_without_waiting_for_the_rest_of_its_batch(
+    context: AgentContext, sender: MemorySender, reader: Connection
+) -> None:
+    await seed(context)
+    await ingest_agent.handle(messages(TRADES, encoded(round_trips(BROKEN, 6, int(NOW)))), context)
+    second_job = asyncio.Event()
+
+    async def run(job: OnDemandJob) -> list[Outcome]:
+        if job.discoveries[0].wallet == BROKEN:
+            await second_job.wait()
+        return compute_discoveries(reader, job)
+
+    one_per_job = OnDemandCompute(run, concurrency=2, processes=1)
+    batch = messages(TOPIC, [discovered(WALLET), discovered(BROKEN)])
+    handling = asyncio.ensure_future(features_agent.handle(batch, context, one_per_job))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    sent = [f["proxy_wallet"] for f in sender.to(context.settings.topics.features)]
+    assert sent == [WALLET] and not handling.done()
+    second_job.set()
+    await handling
+    sent = [f["proxy_wallet"] for f in sender.to(context.settings.topics.features)]
+    assert sent == [WALLET, BROKEN]
