@@ -139,6 +139,35 @@ CREATE TABLE wallet_checkpoints (
     computed_at    {real} NOT NULL
 );
 """,
+    # 4: a rebuild spread over the workers (issue 14): each run the leader started, and each of its
+    # shards once a worker has written and published it; the run is finished by the transaction
+    # that records its last shard. skew is the shard's online/offline skew report, as JSON.
+    """
+CREATE TABLE rebuild_job_runs (
+    run_id        TEXT PRIMARY KEY,
+    feature_date  TEXT NOT NULL,
+    as_of         {integer} NOT NULL,
+    shards        {integer} NOT NULL,
+    wallets       {integer} NOT NULL,
+    started_at    {real} NOT NULL,
+    started_by    TEXT NOT NULL,
+    last_shard_at {real},
+    finished_at   {real}
+);
+CREATE INDEX rebuild_job_runs_started ON rebuild_job_runs (started_at);
+
+CREATE TABLE rebuild_job_shards (
+    run_id       TEXT NOT NULL,
+    shard        {integer} NOT NULL,
+    wallets      {integer} NOT NULL,
+    rows_written {integer} NOT NULL,
+    failed       {integer} NOT NULL,
+    skew         TEXT NOT NULL,
+    worker       TEXT NOT NULL,
+    finished_at  {real} NOT NULL,
+    PRIMARY KEY (run_id, shard)
+);
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
