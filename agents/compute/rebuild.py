@@ -30,6 +30,7 @@ from agents.compute.shards import (
     run_shards,
     worker_shard,
 )
+from agents.compute.skew import Skew, measure_skew
 from agents.core.features import DAY, WINDOWS, feature_date
 from agents.retry import backoff, is_transient
 from agents.store import Connection, connect, migrate
@@ -38,7 +39,7 @@ from agents.store.schema import FEATURE_ROW_KEYS
 
 if TYPE_CHECKING:
     from agents.core.records import FeatureSet
-    from config.settings import Settings
+    from config.settings import RuleSettings, Settings
 
 __all__ = [
     "ACTIVE_WALLETS_SQL",
@@ -88,6 +89,8 @@ class RebuildOptions:
     publish_window: int = 30
     #: one timestamp for the whole run; None → the run's start
     computed_at: float | None = None
+    #: the rules to compare classifications with in the skew report; None → no skew report
+    skew_rules: RuleSettings | None = None
 
     def __post_init__(self) -> None:
         if self.publish_window not in self.windows:
@@ -114,6 +117,8 @@ class RebuildResult:
     publish_s: float = 0.0
     duration_s: float = 0.0
     rows_to_publish: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    #: the day's on-demand rows against their recomputation (`agents.compute.skew`)
+    skew: Skew | None = None
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary (`--json`, logs)."""
@@ -135,6 +140,7 @@ class RebuildResult:
                 "write": round(self.write_s, 3),
                 "publish": round(self.publish_s, 3),
             },
+            "skew": None if self.skew is None else self.skew.as_dict(),
         }
 
 
@@ -153,6 +159,7 @@ def options_from_settings(
         busy_timeout_ms=settings.database.busy_timeout_ms,
         publish_window=publish_window,
         computed_at=computed_at,
+        skew_rules=settings.rules,
     )
 
 
@@ -220,6 +227,10 @@ def run_rebuild(
         result.fallback_shards = [shard.index for shard in shards if shard.fallback]
         result.failed_wallets = [wallet for shard in shards for _, wallet in shard.failed]
 
+        if options.skew_rules is not None:  # before the batch rows replace the on-demand ones
+            result.skew = measure_skew(
+                conn, wallets, result.feature_date, options.publish_window, options.skew_rules
+            )
         write_started = time.perf_counter()
         rows = [row for shard in shards for row in shard.rows]
         checkpoints = [row for shard in shards for row in shard.checkpoints]
