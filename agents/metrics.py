@@ -89,3 +89,47 @@ class AgentMetrics:
             "Unix time the worker's last successful daily rebuild finished; 0 before its first.",
             registry=registry,
         )  # fmt: skip
+        # A rebuild spread over the workers (agents/rebuild_jobs_agent.py): each worker sets these
+        # from the store after each batch of jobs, so the freshest worker (max over workers)
+        # tells the run's progress; the worker that records the last shard sets finished.
+        self.rebuild_run_shards = Gauge(
+            "personas_rebuild_run_shards",
+            "Shards of the current or last rebuild run: done, and in total.",
+            ["state"], registry=registry,
+        )  # fmt: skip
+        self.rebuild_run_wallets = Gauge(
+            "personas_rebuild_run_wallets",
+            "Wallets of the current or last rebuild run: done, and in total.",
+            ["state"], registry=registry,
+        )  # fmt: skip
+        self.rebuild_run_started = Gauge(
+            "personas_rebuild_run_started_timestamp_seconds",
+            "Unix time the current or last rebuild run was started by the leader.",
+            registry=registry,
+        )  # fmt: skip
+        self.rebuild_run_finished = Gauge(
+            "personas_rebuild_run_finished_timestamp_seconds",
+            "Unix time the current or last rebuild run's last shard was done; 0 while it runs.",
+            registry=registry,
+        )  # fmt: skip
+        self.rebuild_shards_computed = Counter(
+            "personas_rebuild_shards_computed",
+            "Rebuild shards this worker computed, wrote and published.", registry=registry,
+        )  # fmt: skip
+        # The online/offline skew of the run so far (agents/compute/skew.py).
+        self.rebuild_skew_wallets = Gauge(
+            "personas_rebuild_skew_wallets",
+            "Wallets discovered on the rebuilt day: compared with their on-demand row, "
+            "differing, and with a changed classification.",
+            ["state"], registry=registry,
+        )  # fmt: skip
+        self.rebuild_skew_feature_wallets = Gauge(
+            "personas_rebuild_skew_feature_wallets",
+            "Wallets whose on-demand value of a feature differs from its recomputation.",
+            ["feature"], registry=registry,
+        )  # fmt: skip
+        for state in ("done", "total"):
+            self.rebuild_run_shards.labels(state)
+            self.rebuild_run_wallets.labels(state)
+        for state in ("compared", "differing", "classification_changed"):
+            self.rebuild_skew_wallets.labels(state)

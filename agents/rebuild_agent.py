@@ -1,37 +1,27 @@
-"""Rebuild agent: the daily authoritative rebuild (SPEC §9), then everyone reclassified.
+"""Rebuild agent: publishing the authoritative rebuild (SPEC §9), so everyone is reclassified.
 
-The computation is `agents.compute.rebuild.run_rebuild` (processes, no event loop). This agent
-runs it off the event loop, publishes each wallet's 30-day FeatureSet (`source=batch`) to
-`wallet-features`, so the classifier reclassifies every active wallet, and marks the day published
-in `rebuild_runs` (`publish_rebuild`). The worker schedules it daily at `rebuild.at` UTC on the
-leader (`streams.app`); `personas rebuild` runs the same steps by hand.
+A rebuild's rows are computed by `agents.compute.rebuild.run_rebuild` on one host (`personas
+rebuild`) or shard by shard over the workers (`agents.rebuild_jobs_agent`, which the worker's
+leader starts daily at `rebuild.at` UTC, `streams.app`). Either way each wallet's 30-day
+FeatureSet (`source=batch`) goes to `wallet-features` (`publish_rows`); `publish_rebuild` then
+marks the day published in `rebuild_runs`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from agents.compute.rebuild import (
-    RebuildResult,
-    feature_set_from_row,
-    options_from_settings,
-    run_rebuild,
-)
-from agents.context import AgentContext, Clock, Sender
+from agents.compute.rebuild import RebuildResult, feature_set_from_row
+from agents.context import Clock, Sender
 from agents.core.codec import encode
-from agents.retry import Retry
 from agents.store import Store
 from agents.store.runs import MARK_PUBLISHED_SQL
 
-__all__ = ["STAGE", "cron_expression", "daily_rebuild", "publish_rebuild", "publish_rows"]
+__all__ = ["cron_expression", "publish_rebuild", "publish_rows"]
 
-log = logging.getLogger("personas.rebuild")
-
-STAGE = "rebuild"
 # Deliveries awaited together: bounds memory while letting the producer batch.
 PUBLISH_WINDOW = 5000
 
@@ -79,31 +69,3 @@ async def publish_rebuild(
     result.published = published
     result.publish_s = time.perf_counter() - started
     result.duration_s += result.publish_s
-
-
-def _raise_to_caller(operation: str, exc: BaseException) -> NoReturn:
-    raise exc
-
-
-async def daily_rebuild(context: AgentContext) -> RebuildResult:
-    """Rebuild as of now (SPEC §3: the run's start), publish, and record the metrics.
-
-    An error that retrying will not fix is raised, not fatal as in the agents (whose retry stops
-    the worker): the worker records the failed rebuild and keeps consuming.
-    """
-    settings, metrics = context.settings, context.metrics
-    as_of = int(context.clock())
-    log.info("daily rebuild started, as_of %d", as_of)
-    options = options_from_settings(settings, as_of, computed_at=context.clock())
-    # Processes do the work; a thread waits for them so the event loop keeps serving.
-    result = await asyncio.to_thread(run_rebuild, settings.database.url, options)
-    retry = Retry(metrics.transient_retries, _raise_to_caller)
-    await retry(
-        "rebuild-publish", publish_rebuild, result, context.sender, context.store,
-        settings.topics.features, context.clock,
-    )  # fmt: skip
-    metrics.rebuild_duration.set(result.duration_s)
-    metrics.rebuild_wallets.set(result.wallets)
-    metrics.rebuild_rows.set(result.rows_written)
-    log.info("daily rebuild done: %s", result.summary())
-    return result

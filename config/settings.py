@@ -129,6 +129,7 @@ class TopicSettings(BaseModel):
     trades_partitions: int = Field(ge=1, le=1024)
     discovered_partitions: int = Field(ge=1, le=1024)
     features_partitions: int = Field(ge=1, le=1)
+    rebuild_jobs_partitions: int = Field(ge=1, le=1024)
     replication_factor: int = Field(ge=1, le=10)
 
     @property
@@ -143,12 +144,17 @@ class TopicSettings(BaseModel):
     def features(self) -> str:
         return f"{self.prefix}wallet-features"
 
+    @property
+    def rebuild_jobs(self) -> str:
+        return f"{self.prefix}rebuild-jobs"
+
     def partitions(self) -> dict[str, int]:
         """Every source topic and its partition count (SPEC §2)."""
         return {
             self.trades: self.trades_partitions,
             self.discovered: self.discovered_partitions,
             self.features: self.features_partitions,
+            self.rebuild_jobs: self.rebuild_jobs_partitions,
         }
 
 

@@ -13,11 +13,11 @@ from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents import classifier_agent, features_agent, ingest_agent, rebuild_agent
+from agents import classifier_agent, features_agent, ingest_agent, rebuild_jobs_agent
 from agents.compute.on_demand import OnDemandJob, Outcome
 from agents.features_agent import OnDemandCompute
 from agents.rebuild_agent import cron_expression
-from config.settings import Settings
+from config.settings import BatchSettings, Settings
 from streams.consumer import register_consumer
 from streams.runtime import Runtime
 from streams.topics import stage_topics
@@ -113,30 +113,36 @@ def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
         app, runtime, classifier_agent.STAGE, reads[classifier_agent.STAGE], bootstrap,
         classifier_agent.handle, settings.classifier, fetch_hop="classifier_fetched",
     )  # fmt: skip
+    # Jobs of the daily rebuild: a batch is one job per local process, computed side by side.
+    jobs = BatchSettings(batch_max=settings.rebuild.worker_count, batch_within_s=0.25)
+    register_consumer(
+        app, runtime, rebuild_jobs_agent.STAGE, reads[rebuild_jobs_agent.STAGE], bootstrap,
+        rebuild_jobs_agent.handle, jobs,
+    )  # fmt: skip
 
 
 def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
-    """The rebuild daily at `rebuild.at` UTC, on the leader of the `<app_id>` group only."""
+    """The rebuild daily at `rebuild.at` UTC, started by the leader of the `<app_id>` group only:
+    it publishes the run's jobs, which every worker's rebuild consumer computes. The worker that
+    finishes the run sets `personas_rebuild_last_success_timestamp_seconds`, unless a wallet
+    failed (the day is then not recorded, and the overdue alert fires unless a later run does).
+    """
 
     @app.crontab(cron_expression(runtime.settings.rebuild.at), timezone=UTC, on_leader=True)
     async def daily_rebuild() -> None:
         try:
-            result = await rebuild_agent.daily_rebuild(await runtime.context())
+            context = await runtime.context()
+            now = context.clock()
+            await rebuild_jobs_agent.start_run(
+                runtime.settings, context.sender, int(now), now, rebuild_jobs_agent.worker_name()
+            )
         except Exception as exc:
             # A failed rebuild must not stop ingest and classification; the next run redoes it.
-            runtime.health.problem("rebuild", f"last daily rebuild failed: {exc!r}")
-            log.exception("daily rebuild failed")
-            return
-        if result.failed_wallets:
-            # The day is not recorded in `rebuild_runs`: not a success, so the overdue alert on
-            # the success time fires unless a later run completes.
-            failed = len(result.failed_wallets)
-            runtime.health.problem("rebuild", f"last daily rebuild: {failed} wallets failed")
-            log.error("daily rebuild: %d wallets failed, the day is not recorded", failed)
+            runtime.health.problem("rebuild", f"last daily rebuild could not start: {exc!r}")
+            log.exception("daily rebuild could not start")
             return
         runtime.health.clear("rebuild")
         runtime.health.progressed("rebuild")
-        runtime.metrics.rebuild_last_success.set_to_current_time()
 
 
 def _register_lag_monitor(app: faust.App, runtime: Runtime, bootstrap: str) -> None:

@@ -25,7 +25,7 @@ __all__ = [
 log = logging.getLogger("personas.topics")
 
 #: The agents that consume a topic, each in its own consumer group `<app_id>-<stage>`.
-STAGES = ("ingest", "features", "classifier")
+STAGES = ("ingest", "features", "classifier", "rebuild")
 
 
 def stage_group(app_id: str, stage: str) -> str:
@@ -38,6 +38,7 @@ def stage_topics(settings: Settings) -> dict[str, str]:
     topics = settings.topics
     by_stage = {
         "ingest": topics.trades, "features": topics.discovered, "classifier": topics.features,
+        "rebuild": topics.rebuild_jobs,
     }  # fmt: skip
     return {stage: by_stage[stage] for stage in STAGES}
 

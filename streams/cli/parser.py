@@ -185,6 +185,16 @@ def _rebuild(parser: argparse.ArgumentParser) -> None:
         help="backfill: list the days, each with its active wallets and what would be done; "
         "write nothing",
     )  # fmt: skip
+    parser.add_argument(
+        "--distributed", action="store_true",
+        help="start the rebuild on the workers instead (`personas run`, as the leader does "
+        "daily): publish its shards as jobs on rebuild-jobs and return; needs a broker",
+    )  # fmt: skip
+    parser.add_argument(
+        "--status", action="store_true",
+        help="show the last rebuild started on the workers (or the one running): its day, "
+        "shards done, wallets, start and end, the workers that did its shards, its skew",
+    )  # fmt: skip
 
 
 def _publish(parser: argparse.ArgumentParser) -> None:

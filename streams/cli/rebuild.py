@@ -1,4 +1,7 @@
-"""`personas rebuild [--as-of T] [--no-publish]`: the authoritative rebuild, now.
+"""`personas rebuild [--as-of T] [--no-publish]`: the authoritative rebuild, now, on this host.
+
+`--distributed` starts one spread over the workers instead, `--status` shows the last of those
+(`streams.cli.rebuild_runs`).
 
 `personas rebuild --from DATE --to DATE [--force] [--dry-run] [--no-publish]` backfills past
 days instead, each as of its end (SPEC §9, `agents.compute.backfill`).
@@ -27,6 +30,7 @@ from agents.compute.backfill import (
     run_backfill,
 )
 from agents.compute.rebuild import RebuildOptions, RebuildResult, options_from_settings, run_rebuild
+from agents.compute.skew import Skew
 from agents.context import Headers
 from agents.core.errors import InvalidMessage
 from agents.core.records import is_future
@@ -72,6 +76,11 @@ async def _publish_and_mark(bootstrap: str, settings: Settings, result: RebuildR
 def command_rebuild(args: argparse.Namespace) -> int:
     """Run the rebuild, publish its 30-day rows unless --no-publish, print the summary."""
     settings = load_settings(args.config)
+    if args.status or args.distributed:
+        # Imported here: the module builds on this one's sender.
+        from streams.cli.rebuild_runs import command_distributed, command_status
+
+        return (command_status if args.status else command_distributed)(args, settings)
     if args.from_day is not None or args.to_day is not None:
         return _command_backfill(args, settings)
     for given, option in ((args.force, "--force"), (args.dry_run, "--dry-run")):
@@ -130,6 +139,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"({summary['shards']} shards, {summary['workers'] or 'serial'} workers)\n"
         "  (a worker's personas_rebuild_* metrics describe its own daily rebuild, not this run)"
     )
+    if summary.get("skew") is not None:
+        print(f"  skew (on-demand rows of the day against their recomputation): "
+              f"{Skew.from_dict(summary['skew']).line()}")  # fmt: skip
     if summary["fallback_shards"]:
         print(f"  shards recomputed serially: {summary['fallback_shards']}", file=sys.stderr)
     if summary["failed_wallets"]:

@@ -160,7 +160,8 @@ def args(db: Path, tmp_path: Path, *extra: str) -> argparse.Namespace:
     config = tmp_path / "test.toml"
     config.write_text(f'[database]\nurl = "{db}"\n')
     values = {"config": config, "json": True, "as_of": str(AS_OF), "no_publish": False,
-              "from_day": None, "to_day": None, "force": False, "dry_run": False}  # fmt: skip
+              "from_day": None, "to_day": None, "force": False, "dry_run": False,
+              "status": False, "distributed": False}  # fmt: skip
     for flag in extra:
         values[flag] = True
     return argparse.Namespace(**values)

@@ -36,8 +36,9 @@ def test_each_stage_group_reads_one_topic_with_the_prefix() -> None:
     assert GROUPS["app-ingest"] == ("x-trades",)
     assert GROUPS["app-features"] == ("x-wallet-discovered",)
     assert GROUPS["app-classifier"] == ("x-wallet-features",)
+    assert GROUPS["app-rebuild"] == ("x-rebuild-jobs",)
     assert GROUPS["app-dlq-redrive"] == (
-        "x-trades.dlq", "x-wallet-discovered.dlq", "x-wallet-features.dlq",
+        "x-trades.dlq", "x-wallet-discovered.dlq", "x-wallet-features.dlq", "x-rebuild-jobs.dlq",
     )  # fmt: skip
 
 

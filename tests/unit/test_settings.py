@@ -17,6 +17,7 @@ def test_defaults_match_the_spec() -> None:
         "trades": 4,
         "wallet-discovered": 4,
         "wallet-features": 1,
+        "rebuild-jobs": 4,
     }
     assert settings.features.min_settled_trades == 5
     assert settings.features.concurrency == 100
