@@ -26,6 +26,8 @@ __all__ = ["EXAMPLES", "Skew", "compare", "measure_skew", "on_demand_rows", "ske
 
 #: Wallets whose classification changed named in a report, at most (the counts are complete).
 EXAMPLES = 10
+#: Features named in the one-line report (`Skew.line`); `as_dict` has them all.
+LINE_FEATURES = 5
 
 ON_DEMAND_ROWS_SQL = f"""
 SELECT {", ".join(FEATURE_ROW_KEYS)} FROM wallet_features
@@ -73,12 +75,15 @@ class Skew:
         )  # fmt: skip
 
     def line(self) -> str:
-        """One line for the log and the CLI."""
-        features = ", ".join(f"{name} {n}" for name, n in sorted(self.by_feature.items()))
+        """One line for the log and the CLI: the features differing most often named first."""
+        ranked = sorted(self.by_feature.items(), key=lambda item: (-item[1], item[0]))
+        named = ", ".join(f"{name} {n}" for name, n in ranked[:LINE_FEATURES])
+        if len(ranked) > LINE_FEATURES:
+            named += f", {len(ranked) - LINE_FEATURES} more features"
         return (
             f"{self.differing} of {self.compared} wallets differ"
-            + (f" ({features})" if features else "")
-            + f", {self.classification_changed} classifications changed"
+            + (f" (wallets by feature: {named})" if named else "")
+            + f"; classification changed for {self.classification_changed}"
         )
 
 

@@ -94,7 +94,10 @@ def _print_status(summary: dict[str, Any]) -> None:
     )
     for worker, shards in summary["shards_by_worker"].items():
         print(f"  {worker}: {shards} shards")
-    print(f"  skew: {Skew.from_dict(summary['skew']).line()}")
+    skew = Skew.from_dict(summary["skew"])
+    print(f"  skew: {skew.line()}")
+    for change in skew.changes:
+        print(f"    {change['wallet']}: {change['then']} → {change['now']}")
 
 
 def command_distributed(args: argparse.Namespace, settings: Settings) -> int:

@@ -44,7 +44,7 @@ def test_a_late_trade_is_named_by_feature_and_its_classification_change_counted(
     assert skew.classification_changed == 1
     assert skew.changes == [{"wallet": WALLET, "then": skew.changes[0]["then"],
                              "now": "excluded LIFETIME_LOSS"}]  # fmt: skip
-    assert "1 of 1 wallets differ" in skew.line()
+    assert skew.line().startswith("1 of 1 wallets differ (wallets by feature: ")
 
 
 def test_a_trade_after_the_discovery_is_not_in_its_window() -> None:
