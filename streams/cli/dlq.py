@@ -9,13 +9,12 @@ import argparse
 import asyncio
 import base64
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from agents.core.errors import InvalidMessage
 from config.settings import load_settings
 from streams.broker import broker_for
-from streams.cli.output import emit_json
+from streams.cli.output import emit_json, utc_time
 from streams.cli.status import EXIT_OK
 from streams.ops.dlq import (
     SAMPLE_LETTERS,
@@ -80,9 +79,7 @@ def _check_usage(args: argparse.Namespace) -> None:
 
 
 def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "unknown"
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return utc_time(timestamp, missing="unknown")
 
 
 def _redriven(history: History) -> str:

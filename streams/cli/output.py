@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ __all__ = [
     "print_table",
     "require_database",
     "timestamp_arg",
+    "utc_time",
     "wallet_arg",
 ]
+
+
+def utc_time(at: float | None, missing: str = "-") -> str:
+    """A timestamp as commands print it, ISO-8601 in UTC to the second; `missing` for None."""
+    if at is None:
+        return missing
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
 def emit_json(value: Any) -> None:

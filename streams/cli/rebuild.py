@@ -38,7 +38,13 @@ from agents.rebuild_agent import publish_rebuild, publish_rows
 from agents.store import open_reader, open_store
 from config.settings import Settings, load_settings
 from streams.broker import broker_for
-from streams.cli.output import emit_json, print_table, require_database, timestamp_arg
+from streams.cli.output import (
+    emit_json,
+    print_table,
+    require_database,
+    timestamp_arg,
+    utc_time,
+)
 from streams.cli.status import EXIT_FAILURE, EXIT_OK
 from streams.producer import started_producer
 from streams.progress import Progress
@@ -89,7 +95,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
     as_of = timestamp_arg(args.as_of, "--as-of")
     require_database(settings)
     if is_future(as_of, time.time()):
-        warn(f"--as-of {_iso(as_of)} is in the future: its windows hold no trades yet")
+        warn(f"--as-of {utc_time(as_of)} is in the future: its windows hold no trades yet")
     options = options_from_settings(settings, as_of, computed_at=time.time())
     with contextlib.ExitStack() as stack:
         bootstrap = None
@@ -110,7 +116,7 @@ def command_rebuild(args: argparse.Namespace) -> int:
             asyncio.run(_publish_and_mark(bootstrap, settings, result))
     if result.wallets == 0:
         days = max(options.windows)
-        warn(f"no wallet has a trade in the {days} days up to {_iso(as_of)}: nothing rebuilt")
+        warn(f"no wallet has a trade in the {days} days up to {utc_time(as_of)}: nothing rebuilt")
     summary = result.summary()
     if args.json:
         emit_json(summary)
@@ -121,10 +127,6 @@ def command_rebuild(args: argparse.Namespace) -> int:
 
 def warn(message: str) -> None:
     print(f"personas rebuild: warning: {message}", file=sys.stderr)
-
-
-def _iso(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from agents.compute.skew import Skew
@@ -16,7 +15,13 @@ from agents.rebuild_jobs_agent import StartedRun, run_skew, start_run, worker_na
 from agents.store.job_runs import JobRun, latest_job_run
 from config.settings import Settings
 from streams.broker import broker_for
-from streams.cli.output import emit_json, open_existing, require_database, timestamp_arg
+from streams.cli.output import (
+    emit_json,
+    open_existing,
+    require_database,
+    timestamp_arg,
+    utc_time,
+)
 from streams.cli.rebuild import AiokafkaSender
 from streams.cli.status import EXIT_OK
 from streams.producer import started_producer
@@ -77,10 +82,6 @@ def run_summary(run: JobRun) -> dict[str, Any]:
     }
 
 
-def _iso(at: float | None) -> str:
-    return "-" if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
-
-
 def _print_status(summary: dict[str, Any]) -> None:
     took = summary["duration_s"]
     print(
@@ -89,8 +90,8 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"  shards {summary['shards_done']}/{summary['shards']}, wallets "
         f"{summary['wallets_done']:,}/{summary['wallets']:,}, {summary['rows_written']:,} rows, "
         f"{summary['failed_wallets']} wallets failed\n"
-        f"  started {_iso(summary['started_at'])} by {summary['started_by']}, finished "
-        f"{_iso(summary['finished_at'])}" + ("" if took is None else f" ({took:.1f}s)")
+        f"  started {utc_time(summary['started_at'])} by {summary['started_by']}, finished "
+        f"{utc_time(summary['finished_at'])}" + ("" if took is None else f" ({took:.1f}s)")
     )
     for worker, shards in summary["shards_by_worker"].items():
         print(f"  {worker}: {shards} shards")

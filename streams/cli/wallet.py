@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from contextlib import closing
-from datetime import UTC, datetime
 from typing import Any
 
 from agents.core.errors import InvalidMessage, WalletError
@@ -13,7 +12,7 @@ from agents.core.explain import ConditionResult, Explanation, RuleResult, explai
 from agents.core.features import wallet_features
 from agents.store import fills_for_wallet
 from config.settings import Settings, load_settings
-from streams.cli.output import emit_json, open_existing, timestamp_arg, wallet_arg
+from streams.cli.output import emit_json, open_existing, timestamp_arg, utc_time, wallet_arg
 from streams.cli.status import EXIT_OK
 
 __all__ = ["command_classify", "command_features", "condition_text", "print_explanation"]
@@ -26,7 +25,7 @@ def _features_of(settings: Settings, wallet: str, as_of: int, window: int) -> tu
         fills = fills_for_wallet(conn, wallet, as_of)
     if not fills:
         # Features of no trades would classify as TOO_YOUNG, as if the wallet had been seen.
-        when = datetime.fromtimestamp(as_of, UTC).isoformat()
+        when = utc_time(as_of)
         raise WalletError(
             f"no trades of {wallet} up to {when} in {settings.database.location}: "
             "nothing to compute"

@@ -9,7 +9,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from streams.ops.offsets import admin_client
 from streams.topics import stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import prepare_scenario
-from tests.integration.worker import WorkerProcess
+from tests.integration.worker import WorkerProcess, running_workers
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +63,8 @@ def conn(bootstrap: str, env: dict[str, str]) -> Iterator[Connection]:
 def workers(
     bootstrap: str, env: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
-    with ExitStack() as stack:
-        pair = tuple(
-            stack.enter_context(WorkerProcess(env, bootstrap, tmp_path / f"w{n}.log"))
-            for n in (1, 2)
-        )
-        yield pair[0], pair[1]
+    with running_workers(env, bootstrap, tmp_path) as (first, second):
+        yield first, second
 
 
 def rebuild_members(bootstrap: str, settings: Settings) -> int:

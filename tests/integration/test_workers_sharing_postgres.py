@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from tests.integration.test_crash_safety import (
     assert_discoveries_classified_once,
     assert_trades_exactly_once,
 )
-from tests.integration.worker import WorkerProcess
+from tests.integration.worker import WorkerProcess, running_workers
 from tests.postgres import require_server
 
 pytestmark = [
@@ -61,12 +61,8 @@ def workers(
     bootstrap: str, isolated_env: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
     """Two workers of one app: the partitions of every topic split between them."""
-    with ExitStack() as stack:
-        pair = tuple(
-            stack.enter_context(WorkerProcess(isolated_env, bootstrap, tmp_path / f"w{n}.log"))
-            for n in (1, 2)
-        )
-        yield pair[0], pair[1]
+    with running_workers(isolated_env, bootstrap, tmp_path) as (first, second):
+        yield first, second
 
 
 def stream(bootstrap: str, settings: Settings, scenario: Scenario) -> None:

@@ -9,11 +9,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from streams.broker import free_port
 
-__all__ = ["WorkerProcess"]
+__all__ = ["WorkerProcess", "running_workers"]
 
 
 class WorkerProcess:
@@ -93,3 +95,16 @@ class WorkerProcess:
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.stop()
+
+
+@contextmanager
+def running_workers(
+    env: dict[str, str], bootstrap: str, log_dir: Path, count: int = 2
+) -> Iterator[tuple[WorkerProcess, ...]]:
+    """`count` workers of one app, as on `count` hosts, each up and logging to `log_dir/wN.log`;
+    stopped at the end unless the test stopped or killed them."""
+    with ExitStack() as stack:
+        yield tuple(
+            stack.enter_context(WorkerProcess(env, bootstrap, log_dir / f"w{n}.log"))
+            for n in range(1, count + 1)
+        )
