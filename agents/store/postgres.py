@@ -41,6 +41,11 @@ RECONNECT_FOR_S = 60.0
 # rolled back (serialization failure, deadlock), operator intervention (a terminated backend,
 # a server shutting down or starting), too many connections.
 TRANSIENT_SQLSTATES = ("08", "40", "57P", "53300")
+# The store's transactions run their statements back to back, in milliseconds. A session idle
+# inside one for this long belongs to a hung host (SIGSTOP, a frozen VM): the server ends it,
+# releasing its row locks, so the worker that took over the host's partitions can write the
+# same rows instead of waiting for the host to wake.
+IDLE_IN_TRANSACTION_TIMEOUT = "10s"
 # Per session, for every connection (durability untouched: synchronous_commit stays on). The
 # store runs many short statements on several connections at once, from processes that already
 # use every core: JIT compiling costs more than it saves on them (≈ 30 ms a query), and a
@@ -52,11 +57,14 @@ SESSION_SETTINGS = (
     "SET jit = off",
     "SET max_parallel_workers_per_gather = 0",
     "SET work_mem = '64MB'",
+    f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'",
 )
 
 
 def is_connection_lost(exc: BaseException) -> bool:
     """A PostgreSQL error that a later attempt, on a new connection if need be, can get past."""
+    if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
+        return True  # the server ended a hung host's session (IDLE_IN_TRANSACTION_TIMEOUT)
     if not isinstance(exc, psycopg.OperationalError):
         return False
     state = exc.sqlstate
