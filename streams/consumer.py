@@ -9,6 +9,11 @@ The guarantee: `handle(batch, context)` stores the batch (SQLite commit, broker 
 letters), and only then are its offsets committed, so an offset is never committed past a message
 that has not finished. A handler that cannot finish crashes the process (`Runtime.crash`) and
 commits nothing; the batch is redelivered and every write is idempotent.
+
+Offsets are committed beside the batches, not between them: once a batch is stored, the next one
+may store while its offsets go to the broker, and the offsets of batches stored while a commit
+is in flight go together in the next one. Waiting for each commit before the next batch stored
+put a broker round trip on every batch's path, and one commit request per batch.
 """
 
 from __future__ import annotations
@@ -104,8 +109,9 @@ class BatchConsumer(Service):
     The next batches are fetched while the previous ones are handled (up to `BATCHES_IN_FLIGHT`),
     and `handle` is called at once: a handler that is a plain function doing work before it
     returns its awaitable (decoding, starting computations) does that work beside the batches in
-    flight. The awaitables are awaited, and the batches committed, one at a time in fetch order:
-    a batch's writes start only once the batch before it has committed.
+    flight. The awaitables are awaited one at a time in fetch order: a batch's writes start only
+    once the batch before it is stored. Its offsets are then committed by `_commit_stored`, one
+    commit request at a time, with those of every batch stored meanwhile.
     """
 
     def __init__(
@@ -132,8 +138,11 @@ class BatchConsumer(Service):
         self._fetch_bytes = max_partition_fetch_bytes
         # Held while a batch is fetched: a rebalance or a shutdown waits for it.
         self._fetching = asyncio.Lock()
-        # Batches being handled and committed, in fetch order, while the next one is fetched.
+        # Batches being handled and stored, in fetch order, while the next one is fetched.
         self._in_flight: deque[asyncio.Task[None]] = deque()
+        # Offsets of stored batches not yet sent to the broker, and the task committing them.
+        self._stored: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Task[None] | None = None
         self._closed = False
         self._consumer: AIOKafkaConsumer | None = None
         self._fetch_wait: FetchWait | None = None
@@ -176,6 +185,12 @@ class BatchConsumer(Service):
             last = self._in_flight[-1]
             await asyncio.shield(last)
             self._drop_finished()
+        await self._wait_committed()
+
+    async def _wait_committed(self) -> None:
+        """Until every stored batch's offsets are committed."""
+        while self._committing is not None and not self._committing.done():
+            await asyncio.shield(self._committing)
 
     def _drop_finished(self) -> None:
         while self._in_flight and self._in_flight[0].done():
@@ -238,7 +253,7 @@ class BatchConsumer(Service):
         offsets: dict[TopicPartition, int],
     ) -> None:
         try:
-            if previous is not None:  # its writes and commit first: stores and commits in order
+            if previous is not None:  # its writes first: batches are stored in fetch order
                 await asyncio.shield(previous)
             await handled
         except asyncio.CancelledError as exc:
@@ -247,8 +262,17 @@ class BatchConsumer(Service):
             self.runtime.crash(self.stage, exc)  # not stopping: never let a batch vanish
         except Exception as exc:
             self.runtime.crash(self.stage, exc)
-        await self.runtime.retry(f"{self.stage}-commit", self._commit, offsets)
-        self.runtime.health.progressed(self.stage)
+        # Stored in fetch order, so a later batch's offsets supersede an earlier one's.
+        self._stored.update(offsets)
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.ensure_future(self._commit_stored())
+
+    async def _commit_stored(self) -> None:
+        """Commit the stored batches' offsets, again while more were stored during a commit."""
+        while self._stored:
+            offsets, self._stored = self._stored, {}
+            await self.runtime.retry(f"{self.stage}-commit", self._commit, offsets)
+            self.runtime.health.progressed(self.stage)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None

@@ -1,6 +1,7 @@
 """The consumer's half of "write before ack": offsets are committed only once the handler's
-awaitable is done, a handler that fails commits nothing, and batches in flight together store
-and commit one after another, in fetch order; the fetch wait follows the load."""
+awaitable is done, a handler that fails commits nothing, batches in flight together store one
+after another, in fetch order, and the offsets of batches stored during a commit go together
+in the next one; the fetch wait follows the load."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ async def test_offsets_wait_for_the_handler(consumer: BatchConsumer) -> None:
     assert commits(consumer) == []
     stored.set()
     await finishing
+    await consumer._wait_committed()
     assert commits(consumer) == [{PARTITION: 7}]
 
 
@@ -81,7 +83,7 @@ async def test_a_failed_handler_commits_nothing(consumer: BatchConsumer) -> None
     assert commits(consumer) == []
 
 
-async def test_a_batch_stores_only_after_the_one_before_it_committed(
+async def test_a_batch_stores_only_after_the_one_before_it_is_stored(
     consumer: BatchConsumer,
 ) -> None:
     first_stored = asyncio.Event()
@@ -101,8 +103,45 @@ async def test_a_batch_stores_only_after_the_one_before_it_committed(
     assert started == ["first"] and commits(consumer) == []  # the second waits its turn
     first_stored.set()
     await second
+    await consumer._wait_committed()
     assert started == ["first", "second"]
     assert commits(consumer) == [{PARTITION: 3}, {PARTITION: 7}]
+
+
+class SlowCommits(RecordingConsumer):
+    """A broker that answers a commit only when told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets)
+        await self.answer.wait()
+        self.answer.clear()
+
+
+async def test_batches_stored_during_a_commit_are_committed_together(
+    consumer: BatchConsumer,
+) -> None:
+    broker = consumer._consumer = SlowCommits()
+    other = TopicPartition("trades", 1)
+    await consumer._finish(None, asyncio.sleep(0), {PARTITION: 3})
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert broker.commits == [{PARTITION: 3}]  # in flight, unanswered
+    # The next batches store without waiting for that commit …
+    await consumer._finish(None, asyncio.sleep(0), {PARTITION: 5})
+    await consumer._finish(None, asyncio.sleep(0), {PARTITION: 7, other: 2})
+    assert broker.commits == [{PARTITION: 3}]
+    broker.answer.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # … and go to the broker in one commit, the later offset of a partition superseding.
+    assert broker.commits == [{PARTITION: 3}, {PARTITION: 7, other: 2}]
+    broker.answer.set()
+    await consumer._wait_committed()
+    assert len(broker.commits) == 2
 
 
 class Fetcher:
