@@ -3,12 +3,19 @@
 `wallet-features` has one partition, so one member of the classifier group sees every FeatureSet
 in order. Each batch is classified by the pure rules and stored in one transaction, committed
 before the batch's offsets.
+
+Batches follow the load (`Pending`): the consumer stores its batches one after another, and the
+batches fetched while one is being stored wait for it; when their turn comes, the first of them
+stores them all in one transaction. An idle classifier stores each FeatureSet as soon as it is
+fetched; a busy one, in transactions as large as the backlog, so a burst costs a few commits,
+not one per fetch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 
 from agents.context import AgentContext, Message, Rejected
 from agents.core.codec import decode
@@ -16,13 +23,30 @@ from agents.core.records import FeatureSet, split_feature_set
 from agents.core.rules import classify
 from agents.store import Classified
 
-__all__ = ["STAGE", "handle"]
+__all__ = ["STAGE", "Pending", "handle"]
 
 STAGE = "classifier"
 
 
-def handle(batch: Sequence[Message], context: AgentContext) -> Awaitable[None]:
-    """Classify now, beside the batch in flight; the awaitable stores the results."""
+@dataclass
+class _Batch:
+    items: list[Classified]
+    fetched_at: float
+    stored: bool = False
+
+
+@dataclass
+class Pending:
+    """The classified batches not stored yet, in fetch order (one per classifier consumer)."""
+
+    batches: list[_Batch] = field(default_factory=list)
+
+
+def handle(
+    batch: Sequence[Message], context: AgentContext, pending: Pending | None = None
+) -> Awaitable[None]:
+    """Classify now, beside the batch in flight; the awaitable stores the results (with those of
+    the batches fetched after it that are waiting too, if given the consumer's `pending`)."""
     settings = context.settings
     fetched_at = context.clock()
     rules, window_days = settings.rules, settings.features.window_days
@@ -43,22 +67,36 @@ def handle(batch: Sequence[Message], context: AgentContext) -> Awaitable[None]:
             rejected.append((message, exc))
             continue
         items.append(Classified(features, result))
-    return _store(items, rejected, context, fetched_at)
+    waiting = pending if pending is not None else Pending()
+    this = _Batch(items, fetched_at)
+    waiting.batches.append(this)
+    return _store(this, waiting, rejected, context)
 
 
 async def _store(
-    items: list[Classified], rejected: list[Rejected], context: AgentContext, fetched_at: float
+    this: _Batch, pending: Pending, rejected: list[Rejected], context: AgentContext
 ) -> None:
+    if not this.stored:  # else an earlier batch's transaction stored it
+        await _store_waiting(pending, context)
+    await context.dead_letter(rejected)
+
+
+async def _store_waiting(pending: Pending, context: AgentContext) -> None:
+    """Store every waiting batch in one transaction, in fetch order."""
+    batches, pending.batches = pending.batches, []
+    items = [item for batch in batches for item in batch.items]
     metrics = context.metrics
     started = time.perf_counter()
     await context.retry(STAGE, context.store.write_classified, items, context.clock())
     metrics.classifier_commit_duration.observe(time.perf_counter() - started)
+    now = context.clock()
     committed = metrics.on_demand_hops.labels("committed")
-    since_fetch = context.clock() - fetched_at
-    for item in items:
-        if item.features.source == "on_demand":
-            committed.observe(since_fetch)
+    for batch in batches:
+        batch.stored = True
+        since_fetch = now - batch.fetched_at
+        for item in batch.items:
+            if item.features.source == "on_demand":
+                committed.observe(since_fetch)
     metrics.classifier_batch_size.observe(len(items))
     for item in items:
         metrics.classifications.labels(item.result.status).inc()
-    await context.dead_letter(rejected)

@@ -111,7 +111,8 @@ def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
     )  # fmt: skip
     register_consumer(
         app, runtime, classifier_agent.STAGE, reads[classifier_agent.STAGE], bootstrap,
-        classifier_agent.handle, settings.classifier, fetch_hop="classifier_fetched",
+        partial(classifier_agent.handle, pending=classifier_agent.Pending()), settings.classifier,
+        fetch_hop="classifier_fetched",
     )  # fmt: skip
     # Jobs of the daily rebuild: a batch is one job per local process, computed side by side.
     jobs = BatchSettings(batch_max=settings.rebuild.worker_count, batch_within_s=0.25)

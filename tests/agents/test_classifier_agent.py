@@ -107,3 +107,26 @@ async def test_only_on_demand_feature_sets_are_timed_as_discoveries(
         "personas_on_demand_hop_seconds_count", {"hop": "committed"}
     )
     assert committed == 1  # a rebuild's FeatureSet is no discovery
+
+
+async def test_batches_waiting_for_the_writer_are_stored_in_one_transaction(
+    context: AgentContext, db: Connection
+) -> None:
+    first = await feature_set(context, db, WALLET, "on_demand")
+    second = await feature_set(context, db, OTHER, "on_demand")
+    pending = classifier_agent.Pending()
+    storing_first = classifier_agent.handle(messages(TOPIC, [first]), context, pending)
+    storing_second = classifier_agent.handle(messages(TOPIC, [second]), context, pending)
+    await storing_first  # the consumer awaits them in fetch order
+    assert count(db, "wallet_classifications") == 2
+    await storing_second  # stored already: no transaction of its own
+
+    def sample(name: str) -> float | None:
+        return context.metrics.registry.get_sample_value(name)
+
+    assert sample("personas_classifier_batch_size_count") == 1
+    assert sample("personas_classifier_batch_size_sum") == 2
+    committed = context.metrics.registry.get_sample_value(
+        "personas_on_demand_hop_seconds_count", {"hop": "committed"}
+    )
+    assert committed == 2
