@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from agents.store.connection import migrate
 from agents.store.dialect import SQLITE
@@ -84,41 +83,58 @@ def open_sqlite_reader(path: Path | str, busy_timeout_ms: int = 10_000) -> Sqlit
 
 
 class SqliteStore(Store):
-    """The writer, on one connection (the feature processes read on connections of their own)."""
+    """The writer, on one connection (the feature processes read on connections of their own).
 
-    def __init__(self, writer: aiosqlite.Connection) -> None:
+    The connection lives in a thread of its own, and each batch is one call into it: BEGIN, the
+    statements and COMMIT in one hand-off, not one per statement (each hand-off is a thread
+    switch and a wake-up of the event loop, and the agents write many small batches).
+    """
+
+    def __init__(self, writer: SqliteConnection, thread: ThreadPoolExecutor) -> None:
         self._writer = writer
-        # Agents share one writer connection; SQLite has one writer anyway, and a lock here
-        # keeps two agents' transactions from interleaving on it.
-        self._write_lock = asyncio.Lock()
+        # One thread: SQLite has one writer anyway, and agents' transactions never interleave.
+        self._thread = thread
 
     @classmethod
     async def open(cls, path: Path | str, busy_timeout_ms: int) -> SqliteStore:
         """Migrate the database, then open the writer."""
-        with closing(connect_sqlite(path, busy_timeout_ms)) as schema_conn:
-            migrate(schema_conn)
-        conn = await aiosqlite.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        return cls(conn)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(thread, _open_writer, path, busy_timeout_ms)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(conn, thread)
 
     async def close(self) -> None:
-        await self._writer.close()
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
+        self._thread.shutdown(wait=True)
 
     async def run_batch(self, statements: Sequence[Statement]) -> int:
         """Run store writes in one transaction; return the rows changed."""
-        conn = self._writer
-        async with self._write_lock:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                before = conn.total_changes
-                for statement, rows in statements:
-                    if rows:
-                        sql = statement.sql if isinstance(statement, Upsert) else statement
-                        await conn.executemany(sql, rows)
-                changed = conn.total_changes - before
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-        return changed
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, _transaction, self._writer, statements)
+
+
+def _open_writer(path: Path | str, busy_timeout_ms: int) -> SqliteConnection:
+    with closing(connect_sqlite(path, busy_timeout_ms)) as schema_conn:
+        migrate(schema_conn)
+    # In the writer's thread, which is the only one that uses it.
+    return connect_sqlite(path, busy_timeout_ms)
+
+
+def _transaction(conn: SqliteConnection, statements: Sequence[Statement]) -> int:
+    conn.begin()
+    try:
+        before = conn.total_changes
+        for statement, rows in statements:
+            if rows:
+                sql = statement.sql if isinstance(statement, Upsert) else statement
+                conn.executemany(sql, rows)
+        changed = conn.total_changes - before
+        conn.end(commit=True)
+    except BaseException:
+        conn.end(commit=False)
+        raise
+    return changed
