@@ -9,9 +9,7 @@ count is answered from the (proxy_wallet, timestamp) index alone.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -19,7 +17,7 @@ import orjson
 from agents.core.checkpoint import Checkpoint, Lot
 from agents.core.features import Fill
 from agents.store.connection import Connection
-from agents.store.tables import CATEGORIES_SQL, UNKNOWN_CATEGORY, Upsert
+from agents.store.tables import CATEGORIES_SQL, Upsert, wallet_fills
 
 __all__ = [
     "CHECKPOINTS",
@@ -28,8 +26,6 @@ __all__ = [
     "fills_since",
     "valid_checkpoints",
 ]
-
-_wallet_of = itemgetter(0)
 
 _COLUMNS = (
     "proxy_wallet", "as_of", "total_trades", "first_trade_at", "last_trade_at", "buy_cost",
@@ -98,14 +94,11 @@ def fills_since(
 ) -> dict[str, list[Fill]]:
     """Each wallet's trades from its own `since` to `as_of`, from one query; wallets without
     any are left out. Each wallet's list is in no particular order (the core sorts it)."""
-    category = dict(conn.execute(CATEGORIES_SQL)).get
+    category = dict(conn.execute(CATEGORIES_SQL))
     bounds = orjson.dumps([{"w": wallet, "s": start} for wallet, start in since]).decode()
     out: dict[str, list[Fill]] = {}
-    rows = conn.execute(_fills_since_sql(conn), (bounds, as_of))
+    rows = conn.execute(_fills_since_sql(conn), (bounds, as_of)).fetchall()
     # A wallet's rows come together (one index range each); extending keeps it right if not.
-    for wallet, group in itertools.groupby(rows, key=_wallet_of):
-        out.setdefault(wallet, []).extend(
-            Fill(trade_id, market, side, size, price, ts, category(market, UNKNOWN_CATEGORY))
-            for _, trade_id, market, side, size, price, ts in group
-        )
+    for wallet, fills in wallet_fills(rows, category):
+        out.setdefault(wallet, []).extend(fills)
     return out

@@ -13,6 +13,7 @@ from agents.core.features import (
     Fill,
     WindowFeatures,
     many_wallet_features,
+    sorted_fills,
     wallet_features,
     window_features,
 )
@@ -75,6 +76,21 @@ def test_input_order_never_changes_output(fills: list[Fill], rnd: random.Random)
     rnd.shuffle(shuffled)
     assert wallet_features(shuffled, AS_OF) == wallet_features(fills, AS_OF)
     assert window_features(shuffled, AS_OF, 30) == window_features(fills, AS_OF, 30)
+
+
+@FAST
+@given(wallets_fills(), st.randoms(use_true_random=False))
+def test_the_canonical_order_is_time_then_trade_id_then_the_whole_fill(
+    fills: list[Fill], rnd: random.Random
+) -> None:
+    # The kernel sorts by time alone unless two trades share a second (then by the whole key):
+    # the order must be the same either way, ties and trades after as_of included.
+    rnd.shuffle(fills)
+    expected = sorted(
+        (f for f in fills if f.timestamp <= AS_OF), key=lambda f: (f.timestamp, f.trade_id, f)
+    )
+    assert sorted_fills(fills, AS_OF) == expected
+    assert sorted_fills(iter(fills), AS_OF) == expected
 
 
 def _bits(w: WindowFeatures) -> tuple[object, ...]:

@@ -11,7 +11,7 @@ import pytest
 
 from agents.core.errors import StoreError
 from agents.core.features import DAY, Fill, wallet_features
-from agents.core.records import FeatureSet, Source, build_feature_set
+from agents.core.records import FeatureSet, Market, Source, build_feature_set
 from agents.core.rules import Classification, classify
 from agents.store import (
     Classified,
@@ -19,13 +19,16 @@ from agents.store import (
     connect,
     feature_row,
     fills_by_wallet,
+    insert_markets,
     insert_trade_rows,
     migrate,
     open_reader,
     transaction,
     write_classified,
 )
+from agents.store.checkpoints import fills_since
 from agents.store.schema import FEATURE_ROW_KEYS, SCHEMA_VERSION
+from agents.store.tables import wallet_fills
 from config.thresholds import RuleThresholds
 from tests.conftest import on_both_stores
 
@@ -188,3 +191,32 @@ def test_traits_follow_the_winning_classification(conn: Connection) -> None:
     write_classified(conn, [Classified(on_demand, fake)], NOW)
     after = conn.execute("SELECT trait, value FROM wallet_traits ORDER BY trait").fetchall()
     assert after == before
+
+
+def test_both_reads_give_each_wallet_its_fills_with_their_categories(conn: Connection) -> None:
+    other = "0x" + "2" * 40
+    insert_markets(conn, [Market(condition_id="m1", category="Sports")])
+    rows = [
+        ("t1", WALLET, "m1", "BUY", 2.0, 0.5, AS_OF - 3),
+        ("t2", WALLET, "m9", "SELL", 1.0, 0.75, AS_OF - 2),
+        ("t3", other, "m1", "BUY", 3.0, 0.25, AS_OF - 1),
+        ("t4", WALLET, "m1", "SELL", 1.5, 0.5, AS_OF + 1),  # after as_of: in neither read
+    ]
+    insert_trade_rows(conn, rows)
+    expected = {
+        wallet: sorted(
+            Fill(t, m, side, size, price, ts, "Sports" if m == "m1" else "unknown")
+            for t, w, m, side, size, price, ts in rows
+            if w == wallet and ts <= AS_OF
+        )
+        for wallet in (WALLET, other)
+    }
+    by_wallet = dict(fills_by_wallet(conn, [WALLET, other, "0x" + "3" * 40], AS_OF))
+    since = fills_since(conn, [(WALLET, AS_OF - 2), (other, 0)], AS_OF)
+    assert {w: sorted(fs) for w, fs in by_wallet.items()} == expected
+    assert {w: sorted(fs) for w, fs in since.items()} == {
+        WALLET: expected[WALLET][1:],
+        other: expected[other],
+    }
+    assert all(type(f) is Fill for fs in [*by_wallet.values(), *since.values()] for f in fs)
+    assert list(wallet_fills([], {})) == []
