@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC
 from functools import partial
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
+from mode import Service, ServiceT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import classifier_agent, features_agent, ingest_agent, rebuild_jobs_agent
@@ -22,15 +25,58 @@ from streams.consumer import register_consumer
 from streams.runtime import Runtime
 from streams.topics import stage_topics
 
-__all__ = ["build_app"]
+__all__ = ["App", "build_app"]
 
 log = logging.getLogger("personas.app")
 
 
-def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> faust.App:
+class App(faust.App):
+    """Faust's app, starting the agents' own services with its own.
+
+    Faust starts an `@app.task` only once its consumer has joined the app's group (about half
+    the session timeout on the embedded broker), and the agents' consumers then joined their
+    groups: two joins one after the other before /health could say 200. Started right after the
+    app's producer instead (handlers send), and side by side, every group is joined at once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._agents = _SideBySide()
+
+    def start_with(self, service: ServiceT) -> None:
+        """Start `service` with the app's own services, after its producer, and stop it before."""
+        self._agents.services.append(service)
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        services = list(super().on_init_dependencies())
+        after_producer = services.index(self.producer) + 1
+        return [*services[:after_producer], self._agents, *services[after_producer:]]
+
+
+class _SideBySide(Service):
+    """Services started side by side, in the background: a consumer's start waits for its group
+    join, and the rest of the app (its web server: /health) need not wait for it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services: list[ServiceT] = []
+
+    async def on_start(self) -> None:
+        for service in self.services:
+            service.beacon.reattach(self.beacon)
+        self.add_future(self._start_all())
+
+    async def _start_all(self) -> None:
+        await asyncio.gather(*(service.maybe_start() for service in self.services))
+
+    async def on_stop(self) -> None:
+        await asyncio.gather(*(service.stop() for service in self.services))
+
+
+def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> App:
     """A Faust app wired to `bootstrap`, with every agent registered."""
     broker = settings.broker
-    app = faust.App(
+    app = App(
         settings.worker.app_id,
         broker=[f"kafka://{host}" for host in bootstrap.split(",")],
         broker_client_id=broker.client_id,
@@ -72,25 +118,37 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> fa
     return app
 
 
-def _register_warm_start(app: faust.App, runtime: Runtime) -> None:
+class _WarmStart(Service):
+    """Opens the store and starts the feature processes while the consumers join their groups."""
+
+    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+
+    @Service.task
+    async def _warm_start(self) -> None:
+        runtime = self.runtime
+        await runtime.context()
+        runtime.health.ready(STORE)
+        await runtime.feature_pool()
+        runtime.health.ready(FEATURE_PROCESSES)
+
+
+STORE, FEATURE_PROCESSES = "store", "feature processes"
+
+
+def _register_warm_start(app: App, runtime: Runtime) -> None:
     """Open the store and start the feature processes with the worker, not on first use.
 
     /health says 200 only once they are ready (and the consumers joined), so the first discovery
     a healthy worker gets does not wait for processes to start.
     """
-    store, processes = "store", "feature processes"
-    runtime.health.starting(store)
-    runtime.health.starting(processes)
-
-    @app.task
-    async def warm_start() -> None:
-        await runtime.context()
-        runtime.health.ready(store)
-        await runtime.feature_pool()
-        runtime.health.ready(processes)
+    runtime.health.starting(STORE)
+    runtime.health.starting(FEATURE_PROCESSES)
+    app.start_with(_WarmStart(runtime))
 
 
-def _register_agents(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+def _register_agents(app: App, runtime: Runtime, bootstrap: str) -> None:
     """One consumer per agent, each in its own group, calling the agent's handler."""
     settings = runtime.settings
     reads, features = stage_topics(settings), settings.features

@@ -24,9 +24,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
@@ -35,6 +34,9 @@ from agents.context import AgentContext
 from config.settings import BatchSettings
 from streams.runtime import Record, Runtime
 from streams.topics import stage_group
+
+if TYPE_CHECKING:
+    from streams.app import App
 
 __all__ = ["BatchConsumer", "FetchWait", "group_component", "register_consumer"]
 
@@ -285,7 +287,7 @@ class BatchConsumer(Service):
 
 
 def register_consumer(
-    app: faust.App,
+    app: App,
     runtime: Runtime,
     stage: str,
     topic: str,
@@ -299,12 +301,7 @@ def register_consumer(
     /health waits for it to join its group.
     """
     runtime.health.starting(group_component(stage))
-
-    @app.task
-    async def start_consumer() -> None:
-        consumer = BatchConsumer(
-            runtime, stage, topic, bootstrap, handle,
-            batch_max=batch.batch_max, batch_within_s=batch.batch_within_s, loop=app.loop,
-            **options,
-        )  # fmt: skip
-        await app.add_runtime_dependency(consumer)
+    app.start_with(BatchConsumer(
+        runtime, stage, topic, bootstrap, handle,
+        batch_max=batch.batch_max, batch_within_s=batch.batch_within_s, **options,
+    ))  # fmt: skip
