@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC
 from functools import partial
 from typing import Any
@@ -118,20 +118,20 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> Ap
     return app
 
 
-class _WarmStart(Service):
-    """Opens the store and starts the feature processes while the consumers join their groups."""
+class _Running(Service):
+    """A coroutine run with the agents' services, from the app's start on."""
 
-    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.runtime = runtime
+        self.name, self._run = name, run
+
+    @property
+    def shortlabel(self) -> str:
+        return self.name
 
     @Service.task
-    async def _warm_start(self) -> None:
-        runtime = self.runtime
-        await runtime.context()
-        runtime.health.ready(STORE)
-        await runtime.feature_pool()
-        runtime.health.ready(FEATURE_PROCESSES)
+    async def _running(self) -> None:
+        await self._run()
 
 
 STORE, FEATURE_PROCESSES = "store", "feature processes"
@@ -145,7 +145,14 @@ def _register_warm_start(app: App, runtime: Runtime) -> None:
     """
     runtime.health.starting(STORE)
     runtime.health.starting(FEATURE_PROCESSES)
-    app.start_with(_WarmStart(runtime))
+
+    async def warm_start() -> None:
+        await runtime.context()
+        runtime.health.ready(STORE)
+        await runtime.feature_pool()
+        runtime.health.ready(FEATURE_PROCESSES)
+
+    app.start_with(_Running("WarmStart", warm_start))
 
 
 def _register_agents(app: App, runtime: Runtime, bootstrap: str) -> None:
@@ -204,24 +211,23 @@ def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
         runtime.health.progressed("rebuild")
 
 
-def _register_lag_monitor(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+def _register_lag_monitor(app: App, runtime: Runtime, bootstrap: str) -> None:
+    """Started with the agents: /health reports lag and a lost broker as soon as it says 200."""
     from streams.lag_monitor import monitor_lag
 
     interval = runtime.settings.worker.lag_check_interval_s
 
-    @app.task
     async def lag_monitor() -> None:
         await monitor_lag(bootstrap, runtime.settings, runtime.metrics, runtime.health, interval)
 
+    app.start_with(_Running("LagMonitor", lag_monitor))
 
-def _register_broker_guard(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+
+def _register_broker_guard(app: App, runtime: Runtime, bootstrap: str) -> None:
     from streams.offset_guard import BrokerGuard
 
     guard = BrokerGuard(bootstrap, runtime.settings, runtime.metrics, runtime.health)
-
-    @app.task
-    async def broker_guard() -> None:
-        await guard.run()
+    app.start_with(_Running("BrokerGuard", guard.run))
 
 
 def _register_pages(app: faust.App, runtime: Runtime) -> None:
