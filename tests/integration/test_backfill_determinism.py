@@ -32,10 +32,10 @@ from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 
-WALLETS = 1500
+WALLETS = 800
 COMPUTED_AT = 1_000.0
 # The data ends 2026-11-01T00:00:00Z: the last days of October, some wallets coming and going.
-DAYS = days_between(date(2026, 10, 18), date(2026, 10, 31))
+DAYS = days_between(date(2026, 10, 22), date(2026, 10, 31))
 assert day_as_of(DAYS[-1]) == DEFAULT_END - 1
 
 
@@ -83,11 +83,11 @@ def test_a_backfill_is_the_daily_rebuild_of_each_day(trades_db: Path, tmp_path: 
 
     last = day_as_of(DAYS[-1])
     run_backfill(
-        serial, DAYS, RebuildOptions(last, parallel=False, shard_wallets=500,
-                                     computed_at=COMPUTED_AT), days_per_pass=5,
+        serial, DAYS, RebuildOptions(last, parallel=False, shard_wallets=300,
+                                     computed_at=COMPUTED_AT), days_per_pass=4,
     )  # fmt: skip
-    options = RebuildOptions(last, workers=2, shard_wallets=400, computed_at=COMPUTED_AT)
-    result = run_backfill(parallel, DAYS, options, publish=publish, days_per_pass=4)
+    options = RebuildOptions(last, workers=2, shard_wallets=200, computed_at=COMPUTED_AT)
+    result = run_backfill(parallel, DAYS, options, publish=publish, days_per_pass=3)
     assert result.workers == 2 and not result.fallback_shards and not result.failed
     assert rows_of(serial) == expected
     assert rows_of(parallel) == expected

@@ -29,7 +29,7 @@ from agents.store import (
 )
 from agents.store.schema import FEATURE_ROW_KEYS
 
-WALLETS = 3000
+WALLETS = 1500
 AS_OF = DEFAULT_END
 COMPUTED_AT = 1_000.0
 
