@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite spreads over the cores, a file per process at a time: a file's module-scoped fixtures
+# (a generated database, a worker) are built once, and each process has a broker of its own.
+PARALLEL ?= -n auto --dist loadfile
 
 .DEFAULT_GOAL := help
 .PHONY: help setup tools run test test-fast lint format typecheck bench clean
@@ -28,10 +31,10 @@ test: $(STAMP) tools  ## lint, type-check, then the whole test suite (slow broke
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 test-fast: $(STAMP) tools  ## the tests that need no broker
-	$(BIN)/python -m pytest -m 'not slow'
+	$(BIN)/python -m pytest $(PARALLEL) -m 'not slow'
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/python -m ruff check .
