@@ -4,7 +4,6 @@ the rows a single-host rebuild writes on the same data."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 import urllib.request
@@ -21,14 +20,11 @@ from agents.data.generate import DEFAULT_END, GenerateOptions
 from agents.store import Connection, insert_trade_rows, trade_row
 from agents.store.job_runs import JobRun, latest_job_run
 from agents.store.runs import rebuild_runs
-from config.settings import Settings, load_settings
+from config.settings import load_settings
 from streams.cli import main
-from streams.ops.groups import describe_group
-from streams.ops.offsets import admin_client
-from streams.topics import stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import prepare_scenario
-from tests.integration.worker import WorkerProcess, running_workers
+from tests.integration.worker import WorkerProcess, group_members, running_workers
 
 pytestmark = pytest.mark.slow
 
@@ -67,15 +63,6 @@ def workers(
         yield first, second
 
 
-def rebuild_members(bootstrap: str, settings: Settings) -> int:
-    async def members() -> int:
-        async with admin_client(bootstrap, settings) as admin:
-            info = await describe_group(admin, stage_group(settings.worker.app_id, "rebuild"))
-            return len(info.members) if info.state == "Stable" else 0
-
-    return asyncio.run(members())
-
-
 def run_now(conn: Connection) -> JobRun:
     run = latest_job_run(conn)
     assert run is not None
@@ -105,7 +92,9 @@ def test_a_worker_killed_mid_rebuild_leaves_its_shards_to_the_other(
 ) -> None:
     settings = load_settings(env=env)
     victim, survivor = workers
-    wait_until(lambda: rebuild_members(bootstrap, settings) == 2, 60, "both in the rebuild group")
+    wait_until(
+        lambda: group_members(bootstrap, settings, "rebuild") == 2, 60, "both in the rebuild group"
+    )
 
     assert main(["rebuild", "--distributed", "--as-of", str(AS_OF), "--json"]) == 0
     started: dict[str, Any] = orjson.loads(capsys.readouterr().out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,13 +10,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from config.settings import Settings
 from streams.broker import free_port
+from streams.ops.groups import describe_group
+from streams.ops.offsets import admin_client
+from streams.topics import stage_group
 
-__all__ = ["WorkerProcess", "running_workers"]
+__all__ = ["WorkerProcess", "group_members", "running_workers"]
 
 
 class WorkerProcess:
@@ -25,7 +30,10 @@ class WorkerProcess:
     `signal_group` reaches the whole of it, as the loss of its host would.
     """
 
-    def __init__(self, env: dict[str, str], bootstrap: str, log_path: Path, *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], bootstrap: str, log_path: Path, *args: str,
+        cpus: str | None = None,
+    ) -> None:  # fmt: skip
         self.port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PERSONAS_")},
@@ -35,12 +43,15 @@ class WorkerProcess:
         }
         self.args = args or ("--no-rebuild",)
         self.log_path = log_path
+        #: the CPUs (`taskset -c` list) the worker and every process it starts are held to
+        self.cpus = cpus
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
+        pinned = ["taskset", "-c", self.cpus] if self.cpus is not None else []
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "run", *self.args],
+                [*pinned, sys.executable, "-m", "streams.cli", "run", *self.args],
                 env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         return self
@@ -99,12 +110,29 @@ class WorkerProcess:
 
 @contextmanager
 def running_workers(
-    env: dict[str, str], bootstrap: str, log_dir: Path, count: int = 2
+    env: dict[str, str],
+    bootstrap: str,
+    log_dir: Path,
+    count: int = 2,
+    cpus: Sequence[str | None] = (),
 ) -> Iterator[tuple[WorkerProcess, ...]]:
-    """`count` workers of one app, as on `count` hosts, each up and logging to `log_dir/wN.log`;
-    stopped at the end unless the test stopped or killed them."""
+    """`count` workers of one app, as on `count` hosts, each up and logging to `log_dir/wN.log`
+    (the Nth held to `cpus[N-1]`, if given); stopped at the end unless the test stopped or
+    killed them."""
+    pinned = [*cpus, *[None] * count][:count]
     with ExitStack() as stack:
         yield tuple(
-            stack.enter_context(WorkerProcess(env, bootstrap, log_dir / f"w{n}.log"))
-            for n in range(1, count + 1)
+            stack.enter_context(WorkerProcess(env, bootstrap, log_dir / f"w{n}.log", cpus=cpu))
+            for n, cpu in enumerate(pinned, start=1)
         )
+
+
+def group_members(bootstrap: str, settings: Settings, stage: str) -> int:
+    """Members of the stage's consumer group once it is stable (0 while it rebalances)."""
+
+    async def members() -> int:
+        async with admin_client(bootstrap, settings) as admin:
+            info = await describe_group(admin, stage_group(settings.worker.app_id, stage))
+            return len(info.members) if info.state == "Stable" else 0
+
+    return asyncio.run(members())
