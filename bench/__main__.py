@@ -35,9 +35,11 @@ def format_targets(targets: list[dict[str, Any]]) -> str:
     for t in targets:
         bound = "≥" if t["at_least"] else "≤"
         ratio = t["value"] / t["target"] if t["target"] else float("nan")
+        # Ratios (1.34×) need their decimals; rates and milliseconds do not.
+        places = 2 if max(abs(t["value"]), abs(t["target"])) < 100 else 0
         lines.append(
-            f"{t['figure']:<{width}}  {t['value']:>8,.0f} {t['unit']:<2}  "
-            f"{bound} {t['target']:>6,.0f} {t['unit']:<2}  {ratio:>7.2f}×  "
+            f"{t['figure']:<{width}}  {t['value']:>8,.{places}f} {t['unit']:<2}  "
+            f"{bound} {t['target']:>6,.{places}f} {t['unit']:<2}  {ratio:>7.2f}×  "
             f"{'yes' if t['met'] else 'NO'}"
         )
     return "\n".join(lines)
