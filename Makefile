@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the project with its dev tools
 
-tools:  ## install what the alert tests run (Debian's prometheus: promtool, the server) if missing
-	@sh config/prometheus/install-tools.sh
+tools:  ## install what the tests run (Debian's prometheus: promtool, the server; docker-compose) if missing
+	@sh config/install-tools.sh
 
 run: $(STAMP)  ## run the whole pipeline on a built-in demo (embedded broker unless PERSONAS_BROKER is set)
 	$(BIN)/personas demo

@@ -1,6 +1,6 @@
 """Debian's Prometheus for the tests: find promtool and the server, run a server of our own.
 
-`make tools` installs the package (config/prometheus/install-tools.sh). Without it the tests that
+`make tools` installs the package (config/install-tools.sh). Without it the tests that
 need it skip, saying so, except under CI=true, where a missing tool is a failure: CI must run
 them.
 """
