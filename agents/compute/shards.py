@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.compute.processes import reader, reader_pool
-from agents.core.checkpoint import BEFORE_ANY_TRADE, EMPTY, Checkpoint, wallet_features_since
+from agents.core.checkpoint import EMPTY, Checkpoint, wallet_features_since
 from agents.core.features import DAY, Fill, LifetimeStats, WindowFeatures, feature_date
 from agents.store import Connection
-from agents.store.checkpoints import checkpoint_row, fills_since, valid_checkpoints
+from agents.store.checkpoints import checkpoint_row, checkpointed_fills
 
 __all__ = [
     "SOURCE",
@@ -110,14 +110,10 @@ def _read(conn: Connection, job: ShardJob) -> tuple[dict[str, Checkpoint], Walle
     """The shard's valid checkpoints (taken at or before its first as_of) and its wallets'
     trades: from the earlier of the longest window's start and the checkpoint on, or the whole
     history of a wallet without one. Two queries, whatever the number of wallets."""
-    window_start = job.as_ofs[0] - max(job.windows) * DAY
-    checkpoints = valid_checkpoints(conn, job.wallets, job.as_ofs[0])
-    since = [
-        (wallet, min(window_start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
-        for wallet in job.wallets
-        for cp in (checkpoints.get(wallet),)
-    ]
-    fills = fills_since(conn, since, job.as_of)
+    first = job.as_ofs[0]
+    window_start = first - max(job.windows) * DAY
+    needs = dict.fromkeys(job.wallets, (first, window_start))
+    checkpoints, fills = checkpointed_fills(conn, needs, job.as_of)
     return checkpoints, [(wallet, fills[wallet]) for wallet in job.wallets if wallet in fills]
 
 

@@ -9,12 +9,12 @@ count is answered from the (proxy_wallet, timestamp) index alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from agents.core.checkpoint import Checkpoint, Lot
+from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint, Lot
 from agents.core.features import Fill
 from agents.store.connection import Connection
 from agents.store.tables import CATEGORIES_SQL, Upsert, wallet_fills
@@ -23,6 +23,7 @@ __all__ = [
     "CHECKPOINTS",
     "checkpoint_from_row",
     "checkpoint_row",
+    "checkpointed_fills",
     "fills_since",
     "valid_checkpoints",
 ]
@@ -102,3 +103,23 @@ def fills_since(
     for wallet, fills in wallet_fills(rows, category):
         out.setdefault(wallet, []).extend(fills)
     return out
+
+
+def checkpointed_fills(
+    conn: Connection, needs: Mapping[str, tuple[int, int]], until: int
+) -> tuple[dict[str, Checkpoint], dict[str, list[Fill]]]:
+    """What the kernel needs of each wallet, given its (first as_of, longest window's start):
+    its valid checkpoint taken at or before that as_of, if any, and its trades up to `until`
+    from the earlier of the window's start and the checkpoint on, or its whole history when it
+    has none. Two queries, whatever the number of wallets (the rebuild's shards and the
+    on-demand jobs alike); wallets without trades are left out of the fills."""
+    if not needs:
+        return {}, {}
+    stored = valid_checkpoints(conn, sorted(needs), max(as_of for as_of, _ in needs.values()))
+    checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
+    since = [
+        (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
+        for wallet, (_, start) in needs.items()
+        for cp in (checkpoints.get(wallet),)
+    ]
+    return checkpoints, fills_since(conn, since, until)
