@@ -1,9 +1,12 @@
 """On-demand features of a batch of discoveries (SPEC §7): one set-based read, then the kernel.
 
 Synchronous and Faust-free, so the feature agent can run it in worker processes (`FeaturePool`),
-each with its own read-only connection. A batch's wallets are read with one query, up to the
-latest discovery time among them; the kernel then cuts each wallet's trades at its own
-`discovered_at`, so the result is the one a single-wallet read would give, bit for bit.
+each with its own read-only connection. A batch's wallets are read as the rebuild reads a shard
+(`checkpointed_fills`: two queries, up to the latest discovery time among them): a wallet whose
+valid checkpoint was taken at or before its (earliest) discovery is read from the earlier of the
+window's start and that checkpoint on, any other wholly. The kernel then cuts each wallet's
+trades at its own `discovered_at` and continues the checkpoint to it, so the result is the one a
+single-wallet read of the whole history would give, bit for bit.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from agents.core.checkpoint import Checkpoint, wallet_features_since
 from agents.core.codec import encode
-from agents.core.features import Fill, wallet_features
+from agents.core.features import DAY, Fill, wallet_features
 from agents.core.records import build_feature_set
-from agents.store import Connection, fills_by_wallet
+from agents.store import Connection
+from agents.store.checkpoints import checkpointed_fills
 
 __all__ = ["Discovery", "OnDemandJob", "Outcome", "compute_discoveries"]
 
@@ -66,20 +71,37 @@ def compute_discoveries(conn: Connection, job: OnDemandJob) -> list[Outcome]:
         return []
     started_at, started = time.time(), time.perf_counter()
     latest = max(d.as_of for d in discoveries)
-    fills = dict(fills_by_wallet(conn, sorted({d.wallet for d in discoveries}), latest))
+    span = job.window_days * DAY
+    # Per wallet, its earliest discovery: a checkpoint after it is of no use to that one.
+    needs: dict[str, tuple[int, int]] = {}
+    for d in sorted(discoveries, key=lambda d: d.as_of, reverse=True):
+        needs[d.wallet] = (d.as_of, d.as_of - span)
+    checkpoints, fills = checkpointed_fills(conn, needs, latest)
     read_share = (time.perf_counter() - started) / len(discoveries)
-    outcomes = [_compute(d, fills.get(d.wallet, []), job, read_share) for d in discoveries]
+    outcomes = [
+        _compute(d, fills.get(d.wallet, []), checkpoints.get(d.wallet), job, read_share)
+        for d in discoveries
+    ]
     finished_at = time.time()
     return [replace(o, job_started_at=started_at, job_finished_at=finished_at) for o in outcomes]
 
 
 def _compute(
-    discovery: Discovery, fills: Sequence[Fill], job: OnDemandJob, read_s: float
+    discovery: Discovery,
+    fills: Sequence[Fill],
+    checkpoint: Checkpoint | None,
+    job: OnDemandJob,
+    read_s: float,
 ) -> Outcome:
     started = time.perf_counter()
     days = job.window_days
     try:
-        windows, lifetime = wallet_features(fills, discovery.as_of, (days,))
+        if checkpoint is None:
+            windows, lifetime = wallet_features(fills, discovery.as_of, (days,))
+        else:
+            windows, lifetime, _ = wallet_features_since(
+                checkpoint, fills, discovery.as_of, (days,)
+            )
         window = windows[days]
         encoded = None
         if window.round_trips >= job.min_settled_trades:
