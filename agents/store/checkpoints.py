@@ -16,7 +16,7 @@ import orjson
 
 from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint, Lot
 from agents.core.features import Fill
-from agents.store.connection import Connection
+from agents.store.connection import Connection, snapshot
 from agents.store.tables import CATEGORIES_SQL, Upsert, wallet_fills
 
 __all__ = [
@@ -115,11 +115,13 @@ def checkpointed_fills(
     on-demand jobs alike); wallets without trades are left out of the fills."""
     if not needs:
         return {}, {}
-    stored = valid_checkpoints(conn, sorted(needs), max(as_of for as_of, _ in needs.values()))
-    checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
-    since = [
-        (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
-        for wallet, (_, start) in needs.items()
-        for cp in (checkpoints.get(wallet),)
-    ]
-    return checkpoints, fills_since(conn, since, until)
+    with snapshot(conn):  # the checkpoints' validity and the trades since, of one state
+        latest = max(as_of for as_of, _ in needs.values())
+        stored = valid_checkpoints(conn, sorted(needs), latest)
+        checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
+        since = [
+            (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
+            for wallet, (_, start) in needs.items()
+            for cp in (checkpoints.get(wallet),)
+        ]
+        return checkpoints, fills_since(conn, since, until)

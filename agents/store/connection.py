@@ -28,6 +28,7 @@ __all__ = [
     "is_postgres",
     "migrate",
     "open_reader",
+    "snapshot",
     "transaction",
 ]
 
@@ -54,6 +55,9 @@ class Connection(Protocol):
     def close(self) -> None: ...
     def begin(self) -> None:
         """Start a transaction that holds the write lock (SQLite) or a plain one."""
+
+    def begin_snapshot(self) -> None:
+        """Start a read-only transaction whose reads all see one state of the store."""
 
     def end(self, commit: bool) -> None: ...
     def bulk_upsert(self, upsert: Upsert, rows: Sequence[tuple[Any, ...]]) -> int:
@@ -105,6 +109,22 @@ class transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.conn.end(commit=exc_type is None)
+
+
+class snapshot:
+    """Reads on `conn` that see one state of the store, whatever is written meanwhile: a
+    checkpoint and the trades since it must agree (a late trade stored between the two reads
+    would be in neither the checkpoint nor the trades read)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        self.conn.begin_snapshot()
+        return self.conn
+
+    def __exit__(self, *_: object) -> None:
+        self.conn.end(commit=True)  # nothing was written: ends the read
 
 
 def migrate(conn: Connection) -> int:

@@ -193,6 +193,12 @@ class PostgresConnection:
         self._conn.execute("BEGIN")
         self._in_transaction = True
 
+    def begin_snapshot(self) -> None:
+        if self._conn.broken or self._conn.closed:
+            self._reconnect()
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._in_transaction = True  # a lost connection fails the reads: no snapshot on a new one
+
     def end(self, commit: bool) -> None:
         self._in_transaction = False
         if commit:

@@ -30,6 +30,10 @@ class SqliteConnection(sqlite3.Connection):
         # IMMEDIATE takes the write lock now, so a transaction never fails half-way on it.
         self.execute("BEGIN IMMEDIATE")
 
+    def begin_snapshot(self) -> None:
+        # DEFERRED: no lock taken; in WAL mode the first read fixes the snapshot until the end.
+        self.execute("BEGIN DEFERRED")
+
     def end(self, commit: bool) -> None:
         self.execute("COMMIT" if commit else "ROLLBACK")
 

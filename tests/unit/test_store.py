@@ -27,6 +27,7 @@ from agents.store import (
     write_classified,
 )
 from agents.store.checkpoints import fills_since
+from agents.store.connection import snapshot
 from agents.store.schema import FEATURE_ROW_KEYS, SCHEMA_VERSION
 from agents.store.tables import wallet_fills
 from config.thresholds import RuleThresholds
@@ -125,6 +126,21 @@ def test_values_round_trip_to_the_last_bit(conn: Connection) -> None:
     columns = ", ".join(FEATURE_ROW_KEYS)
     row = conn.execute(f"SELECT {columns} FROM wallet_features").fetchone()
     assert tuple(row) == feature_row(item.features)
+
+
+def test_a_snapshot_reads_one_state_of_the_store(conn: Connection, database_url: str) -> None:
+    def trade(n: int) -> tuple[object, ...]:
+        return (f"t{n}", WALLET, "m1", "BUY", 1.0, 0.5, AS_OF - n)
+
+    count = "SELECT COUNT(*) FROM trades"
+    insert_trade_rows(conn, [trade(1)])
+    with closing(open_reader(database_url)) as reader:
+        with snapshot(reader):
+            before = reader.execute(count).fetchone()[0]
+            insert_trade_rows(conn, [trade(2)])  # committed by the writer between the two reads
+            during = reader.execute(count).fetchone()[0]
+        after = reader.execute(count).fetchone()[0]
+    assert (before, during, after) == (1, 1, 2)
 
 
 def test_a_reader_cannot_write(conn: Connection, database_url: str) -> None:
