@@ -111,20 +111,14 @@ class transaction:
         self.conn.end(commit=exc_type is None)
 
 
-class snapshot:
+class snapshot(transaction):
     """Reads on `conn` that see one state of the store, whatever is written meanwhile: a
     checkpoint and the trades since it must agree (a late trade stored between the two reads
     would be in neither the checkpoint nor the trades read)."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
     def __enter__(self) -> Connection:
         self.conn.begin_snapshot()
         return self.conn
-
-    def __exit__(self, *_: object) -> None:
-        self.conn.end(commit=True)  # nothing was written: ends the read
 
 
 def migrate(conn: Connection) -> int:
