@@ -1,11 +1,11 @@
 """The authoritative daily rebuild (SPEC §9): set-based reads, shards over processes, bulk write.
 
 One query lists the wallets with a trade in the longest window; they are cut into shards of
-`shard_wallets`. Each shard is read with a single query (every trade ≤ as_of of its wallets, in
-wallet order, because lifetime stats need the whole history) and fed to the core's
-`many_wallet_features`, in this process (serial) or in a pool of worker processes, each with its
-own read-only connection (`agents.compute.shards`). Rows come back to the parent, which upserts
-all of them `source=batch` in one transaction, together with the day's line in `rebuild_runs`.
+`shard_wallets`. Each shard is read from its wallets' checkpoints on (the lifetime sums and open
+lots as of the last rebuild, plus the trades since) and computed in this process (serial) or in a
+pool of worker processes, each with its own read-only connection (`agents.compute.shards`). Rows
+and new checkpoints come back to the parent, which upserts all of them (rows `source=batch`) in
+one transaction, together with the day's line in `rebuild_runs`.
 Nothing is written before that commit, so an interrupted run leaves no trace and a re-run with the
 same as_of writes the same rows. Backfills of past days (`agents.compute.backfill`) share it all.
 
