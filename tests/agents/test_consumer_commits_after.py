@@ -1,7 +1,8 @@
 """The consumer's half of "write before ack": offsets are committed only once the handler's
 awaitable is done, a handler that fails commits nothing, batches in flight together store one
 after another, in fetch order, and the offsets of batches stored during a commit go together
-in the next one; the fetch wait follows the load."""
+in the next one; commits are spaced while batches flow, but not when a stop or a rebalance waits
+for them; the fetch wait follows the load."""
 
 from __future__ import annotations
 
@@ -125,6 +126,7 @@ async def test_batches_stored_during_a_commit_are_committed_together(
     consumer: BatchConsumer,
 ) -> None:
     broker = consumer._consumer = SlowCommits()
+    consumer._commit_spacing_s = 0.0  # the next commit may go as soon as this one is answered
     other = TopicPartition("trades", 1)
     await consumer._finish(None, asyncio.sleep(0), {PARTITION: 3})
     for _ in range(5):
@@ -142,6 +144,20 @@ async def test_batches_stored_during_a_commit_are_committed_together(
     broker.answer.set()
     await consumer._wait_committed()
     assert len(broker.commits) == 2
+
+
+async def test_commits_are_spaced_while_batches_flow_but_not_when_awaited(
+    consumer: BatchConsumer,
+) -> None:
+    consumer._commit_spacing_s = 3600.0
+    await consumer._finish(None, asyncio.sleep(0), {PARTITION: 3})
+    await consumer._finish(None, asyncio.sleep(0), {PARTITION: 5})
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert commits(consumer) == [{PARTITION: 3}]  # the first at once, the next one spaced
+    await consumer._finish(None, asyncio.sleep(0), {PARTITION: 7})
+    await consumer._wait_committed()  # what a stop and a rebalance wait for: at once
+    assert commits(consumer) == [{PARTITION: 3}, {PARTITION: 7}]
 
 
 class Fetcher:
