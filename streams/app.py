@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,7 +26,7 @@ from streams.consumer import register_consumer
 from streams.runtime import Runtime
 from streams.topics import stage_topics
 
-__all__ = ["App", "build_app"]
+__all__ = ["App", "build_app", "freeze_startup_heap"]
 
 log = logging.getLogger("personas.app")
 
@@ -137,6 +138,19 @@ class _Running(Service):
 STORE, FEATURE_PROCESSES = "store", "feature processes"
 
 
+def freeze_startup_heap() -> int:
+    """Leave every object alive now out of the cyclic garbage collector; return how many.
+
+    A started worker holds some 100,000 long-lived objects (modules, Faust, aiokafka, pydantic
+    schemas), and each full collection walked them all with everything else: pauses of the event
+    loop of 70–110 ms every few thousand discoveries, the top of the latency distribution. Frozen,
+    they are never scanned again; what is made afterwards is collected as before.
+    """
+    gc.collect()  # garbage of the startup is freed, not frozen
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def _register_warm_start(app: App, runtime: Runtime) -> None:
     """Open the store and start the feature processes with the worker, not on first use.
 
@@ -150,6 +164,7 @@ def _register_warm_start(app: App, runtime: Runtime) -> None:
         await runtime.context()
         runtime.health.ready(STORE)
         await runtime.feature_pool()
+        log.info("started: %d objects left out of garbage collection", freeze_startup_heap())
         runtime.health.ready(FEATURE_PROCESSES)
 
     app.start_with(_Running("WarmStart", warm_start))

@@ -1,12 +1,15 @@
-"""The Faust app's own settings: where it keeps files, which interface its web server binds."""
+"""The Faust app's own settings: where it keeps files, which interface its web server binds; the
+heap it leaves out of garbage collection once started."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from pathlib import Path
 
 from config.settings import Settings, load_settings
-from streams.app import build_app
+from streams.app import build_app, freeze_startup_heap
 
 
 def test_faust_keeps_its_directory_beside_the_database(
@@ -24,3 +27,24 @@ def test_the_web_server_binds_only_the_configured_interface(
     settings = load_settings(env={**isolated_env, "PERSONAS_WORKER__WEB_HOST": '"127.0.0.2"'})
     app = build_app(settings, "127.0.0.1:9")
     assert app.conf.web_bind == "127.0.0.2"
+
+
+def test_the_startup_heap_is_frozen_and_later_garbage_still_collected() -> None:
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref[Node]:
+        node = Node()
+        node.self = node  # type: ignore[attr-defined]  # only the cyclic collector frees it
+        return weakref.ref(node)
+
+    before = cycle()
+    try:
+        frozen = freeze_startup_heap()
+        assert frozen == gc.get_freeze_count() > 0
+        assert before() is None  # startup garbage was collected first, not frozen
+        after = cycle()
+        gc.collect()
+        assert after() is None
+    finally:
+        gc.unfreeze()
