@@ -6,9 +6,9 @@ before the batch's offsets.
 
 Batches follow the load (`Pending`): the consumer stores its batches one after another, and the
 batches fetched while one is being stored wait for it; when their turn comes, the first of them
-stores them all in one transaction. An idle classifier stores each FeatureSet as soon as it is
-fetched; a busy one, in transactions as large as the backlog, so a burst costs a few commits,
-not one per fetch.
+stores as many of them as `classifier.batch_max` allows in one transaction. An idle classifier
+stores each FeatureSet as soon as it is fetched; a busy one, in transactions as large as the
+backlog (up to `batch_max`), so a burst costs a few commits, not one per fetch.
 """
 
 from __future__ import annotations
@@ -81,9 +81,22 @@ async def _store(
     await context.dead_letter(rejected)
 
 
+def _oldest_fitting(pending: Pending, limit: int) -> list[_Batch]:
+    """Take the oldest waiting batches that fit in `limit` FeatureSets (the first one always)."""
+    size = taken = 0
+    for batch in pending.batches:
+        if taken and size + len(batch.items) > limit:
+            break
+        size += len(batch.items)
+        taken += 1
+    batches, pending.batches = pending.batches[:taken], pending.batches[taken:]
+    return batches
+
+
 async def _store_waiting(pending: Pending, context: AgentContext) -> None:
-    """Store every waiting batch in one transaction, in fetch order."""
-    batches, pending.batches = pending.batches, []
+    """Store the oldest waiting batches in one transaction, in fetch order; the others are left
+    for their own turn."""
+    batches = _oldest_fitting(pending, context.settings.classifier.batch_max)
     items = [item for batch in batches for item in batch.items]
     metrics = context.metrics
     started = time.perf_counter()

@@ -3,6 +3,7 @@ dead-lettered."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -130,3 +131,24 @@ async def test_batches_waiting_for_the_writer_are_stored_in_one_transaction(
         "personas_on_demand_hop_seconds_count", {"hop": "committed"}
     )
     assert committed == 2
+
+
+async def test_waiting_batches_share_a_transaction_only_up_to_batch_max(
+    context: AgentContext, db: Connection
+) -> None:
+    wallets = [WALLET, OTHER, "0x" + "c" * 40]
+    sets = [await feature_set(context, db, wallet, "on_demand") for wallet in wallets]
+    classifier = context.settings.classifier.model_copy(update={"batch_max": 2})
+    context = replace(
+        context, settings=context.settings.model_copy(update={"classifier": classifier})
+    )
+    pending = classifier_agent.Pending()
+    storing = [classifier_agent.handle(messages(TOPIC, [s]), context, pending) for s in sets]
+    await storing[0]
+    assert count(db, "wallet_classifications") == 2  # the first two; the third does not fit
+    for awaitable in storing[1:]:
+        await awaitable
+    assert count(db, "wallet_classifications") == 3
+    sizes = context.metrics.registry.get_sample_value("personas_classifier_batch_size_sum")
+    transactions = context.metrics.registry.get_sample_value("personas_classifier_batch_size_count")
+    assert (transactions, sizes) == (2, 3)
