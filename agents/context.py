@@ -87,10 +87,17 @@ Rejected: TypeAlias = tuple[Message, BaseException]
 
 
 class Sender(Protocol):
-    """Queues a message; the awaitable it returns resolves once the broker has the message."""
+    """Queues a message; the awaitable it returns resolves once the broker has the message.
+
+    The message goes to `partition` if given, else to the one its key hashes to."""
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> Awaitable[Any]: ...
 
 

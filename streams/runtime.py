@@ -40,10 +40,17 @@ class ProducerSender:
     producer: ProducerT
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> Awaitable[Any]:
         # Faust's order: topic, key, value, partition, timestamp, headers.
-        return await self.producer.send(topic, key, value, None, None, list(headers or ()) or None)
+        return await self.producer.send(
+            topic, key, value, partition, None, list(headers or ()) or None
+        )
 
 
 @dataclass

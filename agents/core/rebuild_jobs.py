@@ -65,5 +65,5 @@ def cut_jobs(
 
 
 def job_key(job: RebuildJob) -> bytes:
-    """The job's message key: distinct per shard, so a run's jobs spread over the partitions."""
+    """The job's message key: distinct per shard (the leader deals jobs round the partitions)."""
     return f"{job.run_id}:{job.shard}".encode()

@@ -61,10 +61,15 @@ class AiokafkaSender:
     producer: AIOKafkaProducer
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> Awaitable[Any]:
         receipt: Awaitable[Any] = await self.producer.send(
-            topic, value, key=key, headers=list(headers or ()) or None
+            topic, value, key=key, partition=partition, headers=list(headers or ()) or None
         )
         return receipt
 

@@ -50,8 +50,9 @@ class MemorySender:
     """Keeps what was sent; `hold()` keeps the broker's receipts back until `release()`."""
 
     sent: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
-    #: the headers of each message in `sent`, in the same order
+    #: the headers and the partition asked for of each message in `sent`, in the same order
     headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
+    partitions: list[int | None] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)
     _held: asyncio.Event | None = None
 
@@ -63,12 +64,18 @@ class MemorySender:
         self._held.set()
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> Awaitable[Any]:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((topic, key, value))
         self.headers.append(list(headers or ()))
+        self.partitions.append(partition)
         held = self._held
         return held.wait() if held is not None else asyncio.sleep(0)
 

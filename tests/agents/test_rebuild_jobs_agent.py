@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
@@ -61,6 +62,19 @@ async def start(context: AgentContext, sender: MemorySender, as_of: int = int(NO
     jobs: list[bytes | None] = [value for name, _, value in sender.sent if name == topic]
     sender.sent.clear()
     return messages(topic, jobs)
+
+
+async def test_a_run_s_jobs_are_dealt_round_the_partitions(
+    context: AgentContext, sender: MemorySender
+) -> None:
+    wallets = [f"0x{n:040x}" for n in range(10)]
+    await ingest(context, [t for w in wallets for t in round_trips(w, 6, int(NOW))])
+    await rebuild_jobs_agent.start_run(context.settings, sender, int(NOW), NOW, "leader")
+    topics = context.settings.topics
+    assert {name for name, _, _ in sender.sent} == {topics.rebuild_jobs}
+    shards = [orjson.loads(value)["shard"] for _, _, value in sender.sent]
+    assert sorted(shards) == list(range(10))  # one wallet a shard
+    assert sender.partitions == [shard % topics.rebuild_jobs_partitions for shard in shards]
 
 
 def batch_rows(db: Connection) -> list[tuple[Any, ...]]:

@@ -217,9 +217,14 @@ class FakeProducer:
         self.calls: list[tuple[Any, ...]] = []
 
     async def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Any = None,
     ) -> str:
-        self.calls.append((topic, value, key, headers))
+        self.calls.append((topic, value, key, partition, headers))
         return "receipt"
 
 
@@ -229,7 +234,9 @@ async def test_the_rebuild_sender_hands_aiokafka_its_arguments_by_name() -> None
     receipt: Any = await sender.send("wallet-features", b"key", b"value")
     assert receipt == "receipt"
     await sender.send("wallet-features", None, b"v", [("h", b"1")])
+    await sender.send("rebuild-jobs", b"k", b"job", partition=3)
     assert producer.calls == [
-        ("wallet-features", b"value", b"key", None),
-        ("wallet-features", b"v", None, [("h", b"1")]),
+        ("wallet-features", b"value", b"key", None, None),
+        ("wallet-features", b"v", None, None, [("h", b"1")]),
+        ("rebuild-jobs", b"job", b"k", 3, None),
     ]

@@ -105,7 +105,7 @@ def test_an_address_is_topic_partition_offset(text: str) -> None:
     assert str(Address.parse("trades.dlq:0:12")) == "trades.dlq:0:12"
 
 
-def test_the_producer_sender_hands_headers_to_faust() -> None:
+def test_the_producer_sender_hands_headers_and_partition_to_faust() -> None:
     calls: list[tuple[Any, ...]] = []
 
     class Producer:
@@ -116,10 +116,12 @@ def test_the_producer_sender_hands_headers_to_faust() -> None:
     sender = ProducerSender(Producer())  # type: ignore[arg-type]
     asyncio.run(sender.send("t", b"k", b"v", [("h", b"1")]))
     asyncio.run(sender.send("t", None, b"v"))
+    asyncio.run(sender.send("t", b"k", b"v", partition=2))
     # Faust's order: topic, key, value, partition, timestamp, headers.
     assert calls == [
         ("t", b"k", b"v", None, None, [("h", b"1")]),
         ("t", None, b"v", None, None, None),
+        ("t", b"k", b"v", 2, None, None),
     ]
 
 
