@@ -746,10 +746,13 @@ def _percentile(values: list[float], q: float) -> float:
 # Classifier: batched vs one commit per message
 
 
-def feature_messages(data: BenchData, wallets: list[str]) -> list[tuple[bytes, bytes]]:
-    """30-day FeatureSets (on_demand) of the wallets that have enough settled trades."""
+def feature_messages(
+    data: BenchData, wallets: list[str], days: int = 1
+) -> list[tuple[bytes, bytes]]:
+    """30-day FeatureSets (on_demand) of the wallets that have enough settled trades, stamped on
+    each of the last `days` days (one classification row each)."""
     from agents.core.codec import encode
-    from agents.core.features import wallet_features
+    from agents.core.features import DAY, wallet_features
     from agents.core.records import build_feature_set
     from agents.store import connect, fills_for_wallet
 
@@ -760,9 +763,10 @@ def feature_messages(data: BenchData, wallets: list[str]) -> list[tuple[bytes, b
                                                 data.as_of, (30,))  # fmt: skip
             if windows[30].round_trips < 5:
                 continue
-            fs = build_feature_set(wallet, 30, data.as_of, "on_demand", windows[30], lifetime,
-                                   time.time())  # fmt: skip
-            out.append((wallet.encode(), encode(fs)))
+            for day in range(days):
+                fs = build_feature_set(wallet, 30, data.as_of - day * DAY, "on_demand",
+                                       windows[30], lifetime, time.time())  # fmt: skip
+                out.append((wallet.encode(), encode(fs)))
     return out
 
 
@@ -770,7 +774,9 @@ def feature_messages(data: BenchData, wallets: list[str]) -> list[tuple[bytes, b
 def classifier_benchmark(context: Context) -> list[Measurement]:
     """FeatureSets/s into SQLite: one transaction per batch vs one per message."""
     data = bench_database(context.data_dir)
-    messages = feature_messages(data, busy_wallets(data, 1_000 if context.quick else 5_000))
+    # Enough FeatureSets that the batched run lasts long enough to time (≈ 1 s).
+    wallets = busy_wallets(data, 1_000 if context.quick else 5_000)
+    messages = feature_messages(data, wallets, days=1 if context.quick else 4)
     out = []
     with workdir() as tmp, broker(tmp) as bootstrap:
         for batch_max, name in ((1, "one commit per message"), (None, "batched (default)")):
