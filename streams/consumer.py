@@ -52,8 +52,9 @@ Handler = Callable[[list[Record], AgentContext], Awaitable[None]]
 # floor on every hop. So it is short while messages flow, and long once the topic has been quiet
 # for a while, so that an idle worker does not poll the broker hundreds of times a second. Not
 # shorter than 20 ms: every fetch costs the event loop (aiokafka's protocol code is Python), and
-# at 5 ms the fetches of the two busy consumers saturated it at 200 discoveries/s (p50 47 ms
-# publish → committed; 26–30 ms at 20 ms; README, Performance).
+# at 5 ms the two busy consumers' fetches took so much of it that the tail grew with any other
+# load (p99 publish → committed at 500/s: 232–595 ms, against 127–208 ms at 20 ms in the same
+# run; README, Performance). The price: ≈ 3 ms more at the median on each consumer hop.
 FETCH_WAIT_BUSY_MS = 20
 FETCH_WAIT_IDLE_MS = 100
 IDLE_AFTER_S = 1.0
