@@ -5,8 +5,8 @@ whose derived rows (features, checkpoints, runs) are cleared first:
 - `floor`: one process fetching the 90-day rows (the rebuild's columns) from the SQLite file,
   the faster of the planner's plan (the timestamp index) and a plain table scan; against the whole
   `personas rebuild --no-publish` (3 windows, lifetime, bulk write, the default processes), in the
-  daily steady state: the checkpoints of the day before's rebuild are stored. Best of two rounds
-  each, alternating; target ≤ 1.5×.
+  daily steady state: the checkpoints of the day before's rebuild are stored. Best of three
+  rounds each, alternating; target ≤ 1.5×.
 - `history`: the same active wallets with 120 days of history, and with four older copies of the
   same trades (600 days). Each database gets the day before's rebuild first (no checkpoints: it
   reads every wallet's whole history, and writes the checkpoints), then the measured rebuild,
@@ -14,7 +14,8 @@ whose derived rows (features, checkpoints, runs) are cleared first:
   apart. The first rebuilds are shown too: what the checkpoints save.
 - `scale-out`: `personas rebuild --distributed` over one worker, then over two in one group,
   each held to one CPU (`taskset`) with one feature and one rebuild process; the run's own
-  recorded duration (start to its last shard recorded); target ≥ 1.7× faster with two.
+  recorded duration (start to its last shard recorded), best of two rounds each, alternating;
+  target ≥ 1.7× faster with two.
 - `kill`: two workers again; one is killed (SIGKILL of its process group) once it has recorded a
   shard and before half are done. The seconds from the kill to the run's end, and whether the
   rows equal those of one host's `run_rebuild` with the same computed_at.
@@ -29,6 +30,7 @@ import signal
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
@@ -52,6 +54,8 @@ SCALE_OUT_TARGET = 1.7
 HISTORY_WALLETS = 5_000
 OLDER_COPIES = 4
 ROUNDS = 3
+#: a distributed run takes 10–25 s on one CPU: fewer rounds than the in-process figures
+SCALE_OUT_ROUNDS = 2
 RUN_TIMEOUT_S = 600.0
 #: one core each: one feature process, the rebuild's shards computed in the worker itself; small
 #: shards on 8 partitions, so that two workers get about as many wallets each
@@ -263,8 +267,9 @@ def distributed_run(
     """A distributed rebuild of a copy of `steady` over one worker per CPU of `cpus`."""
     from tests.integration.worker import group_members, running_workers
 
-    db = snapshot(steady, tmp / f"workers-{len(cpus)}{'-kill' if kill else ''}.db")
-    run = Run(bootstrap, db)
+    tag = uuid.uuid4().hex[:8]  # each run its own database, topics and groups
+    db = snapshot(steady, tmp / f"workers-{len(cpus)}-{tag}{'-kill' if kill else ''}.db")
+    run = Run(bootstrap, db, tag)
     settings = ensure_topics(run, **SCALE_OUT_SETTINGS)
     env = run.env(**SCALE_OUT_SETTINGS)
     log_dir = tmp / f"logs-{run.tag}"
@@ -327,11 +332,15 @@ def _workers_rows(data: BenchData, steady: Path, tmp: Path) -> list[Measurement]
         print("rebuild over workers: skipped: one CPU only", flush=True)
         return []
     one_cpu, two_cpus = [str(cpus[0])], [str(cpus[0]), str(cpus[1])]
+    ones: list[dict[str, Any]] = []
+    twos: list[dict[str, Any]] = []
     with broker(tmp) as bootstrap:
-        one = distributed_run(steady, tmp, bootstrap, data.as_of, one_cpu)
-        two = distributed_run(steady, tmp, bootstrap, data.as_of, two_cpus)
-        print(f"rebuild-scale: distributed rebuild {one['seconds']:.1f}s on 1 worker, "
-              f"{two['seconds']:.1f}s on 2", flush=True)  # fmt: skip
+        for _ in range(SCALE_OUT_ROUNDS):
+            ones.append(distributed_run(steady, tmp, bootstrap, data.as_of, one_cpu))
+            twos.append(distributed_run(steady, tmp, bootstrap, data.as_of, two_cpus))
+            print(f"rebuild-scale: distributed rebuild {ones[-1]['seconds']:.1f}s on 1 worker, "
+                  f"{twos[-1]['seconds']:.1f}s on 2", flush=True)  # fmt: skip
+        one, two = (min(runs, key=lambda r: r["seconds"]) for runs in (ones, twos))
         killed = distributed_run(steady, tmp, bootstrap, data.as_of, two_cpus, kill=True)
     equal, rows = rows_equal_one_host(killed["db"], killed["settings"], data.as_of)
     wallets = one["started"]["wallets"]
@@ -341,13 +350,14 @@ def _workers_rows(data: BenchData, steady: Path, tmp: Path) -> list[Measurement]
     return [
         Measurement(
             "distributed rebuild, 1 worker (1 CPU)", one["seconds"], wallets,
-            note=f"{shards} shards of {SCALE_OUT_SETTINGS['rebuild__shard_wallets']} wallets",
+            note=(f"{shards} shards of {SCALE_OUT_SETTINGS['rebuild__shard_wallets']} wallets; "
+                  f"best of {_seconds(ones)}"),
         ),
         Measurement(
             "distributed rebuild, 2 workers (1 CPU each)", two["seconds"], wallets,
             baseline="distributed rebuild, 1 worker (1 CPU)",
-            note=(f"{speedup:.2f}× faster, target ≥ {SCALE_OUT_TARGET}×; shards per worker "
-                  f"{split}"),
+            note=(f"{speedup:.2f}× faster, target ≥ {SCALE_OUT_TARGET}×; best of {_seconds(twos)}; "
+                  f"shards per worker {split}"),
             extra={"shards_by_worker": two["shards_by_worker"], "targets": [target(
                 "rebuild, 2 workers ÷ 1 worker, 1 CPU each", speedup, SCALE_OUT_TARGET, "×",
                 at_least=True)]},
@@ -364,6 +374,10 @@ def _workers_rows(data: BenchData, steady: Path, tmp: Path) -> list[Measurement]
                        "", at_least=True)]},
         ),
     ]  # fmt: skip
+
+
+def _seconds(runs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['seconds']:.2f}s" for r in runs)
 
 
 @benchmark("rebuild-scale")
