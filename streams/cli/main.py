@@ -24,6 +24,8 @@ log = logging.getLogger("personas")
 
 Handler = Callable[[argparse.Namespace], int]
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
 
 def _handler(name: str) -> Handler:
     # Imported on use so that `personas --help` and light commands start fast.
@@ -66,3 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"personas {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped early (`personas dlq list | head`): end quietly, with the status a
+        # program killed by SIGPIPE has. Python would complain again flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from agents.store.dialect import SQLITE
 from agents.store.schema import SCHEMA_VERSION, migration_statements
 from streams.cli import main
+from streams.cli.main import EXIT_BROKEN_PIPE
 
 WALLET = "0x" + "ab" * 20
 
@@ -61,3 +64,25 @@ def test_without_a_database_a_command_says_how_to_get_one(
     code, err = run(capsys, command, *([WALLET] if command != "rebuild" else ["--no-publish"]))
     assert code == 1 and f"no database at {db}" in err
     assert not db.exists()
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`personas … | head`: no traceback, the status of a program killed by SIGPIPE."""
+    chatty = (
+        "import importlib, sys\n"
+        "cli = importlib.import_module('streams.cli.main')\n"
+        "def endless(args):\n"
+        "    while True:\n"
+        "        print('a line of output')\n"
+        "cli._handler = lambda name: endless\n"
+        "sys.exit(cli.main(['lag']))\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", chatty], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline() == b"a line of output\n"
+        process.stdout.close()  # as `head -1` does once it has its line
+        errors = process.stderr.read().decode()
+        assert process.wait(timeout=30) == EXIT_BROKEN_PIPE == 141
+    assert "Traceback" not in errors and "BrokenPipe" not in errors
