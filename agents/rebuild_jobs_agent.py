@@ -59,9 +59,19 @@ class StartedRun:
 
 
 async def start_run(
-    settings: Settings, sender: Sender, as_of: int, computed_at: float, started_by: str
+    settings: Settings,
+    sender: Sender,
+    as_of: int,
+    computed_at: float,
+    started_by: str,
+    *,
+    partitions: int,
 ) -> StartedRun:
-    """Record a run of every wallet active at `as_of` and publish its jobs (receipts awaited)."""
+    """Record a run of every wallet active at `as_of` and publish its jobs (receipts awaited)
+    over the `partitions` the jobs topic has on the broker (which may differ from the settings:
+    a topic is not re-created when `topics.rebuild_jobs_partitions` changes)."""
+    if partitions < 1:
+        raise ValueError(f"topic {settings.topics.rebuild_jobs} has no partitions on the broker")
     options = options_from_settings(settings, as_of, computed_at=computed_at)
     run_id = uuid.uuid4().hex[:16]
     jobs = await asyncio.to_thread(
@@ -70,7 +80,6 @@ async def start_run(
     topic = settings.topics.rebuild_jobs
     # Dealt round the partitions, not hashed: each worker gets its share of the shards, and the
     # run ends when the most loaded one is done (hashing gave one of two workers 49 of 80).
-    partitions = settings.topics.rebuild_jobs_partitions
     receipts = [
         await sender.send(topic, job_key(job), encode(job), partition=job.shard % partitions)
         for job in jobs

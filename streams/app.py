@@ -24,7 +24,7 @@ from agents.rebuild_agent import cron_expression
 from config.settings import BatchSettings, Settings
 from streams.consumer import register_consumer
 from streams.runtime import Runtime
-from streams.topics import stage_topics
+from streams.topics import partition_count, stage_topics
 
 __all__ = ["App", "build_app", "freeze_startup_heap"]
 
@@ -111,7 +111,7 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> Ap
     _register_warm_start(app, runtime)
     _register_agents(app, runtime, bootstrap)
     if rebuild and settings.rebuild.enabled:
-        _register_daily_rebuild(app, runtime)
+        _register_daily_rebuild(app, runtime, bootstrap)
     _register_pages(app, runtime)
     _register_lag_monitor(app, runtime, bootstrap)
     _register_broker_guard(app, runtime, bootstrap)
@@ -202,7 +202,7 @@ def _register_agents(app: App, runtime: Runtime, bootstrap: str) -> None:
     )  # fmt: skip
 
 
-def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
+def _register_daily_rebuild(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
     """The rebuild daily at `rebuild.at` UTC, started by the leader of the `<app_id>` group only:
     it publishes the run's jobs, which every worker's rebuild consumer computes. The worker that
     finishes the run sets `personas_rebuild_last_success_timestamp_seconds`, unless a wallet
@@ -213,10 +213,13 @@ def _register_daily_rebuild(app: faust.App, runtime: Runtime) -> None:
     async def daily_rebuild() -> None:
         try:
             context = await runtime.context()
+            settings = runtime.settings
+            partitions = await partition_count(bootstrap, settings, settings.topics.rebuild_jobs)
             now = context.clock()
             await rebuild_jobs_agent.start_run(
-                runtime.settings, context.sender, int(now), now, rebuild_jobs_agent.worker_name()
-            )
+                settings, context.sender, int(now), now, rebuild_jobs_agent.worker_name(),
+                partitions=partitions,
+            )  # fmt: skip
         except Exception as exc:
             # A failed rebuild must not stop ingest and classification; the next run redoes it.
             runtime.health.problem("rebuild", f"last daily rebuild could not start: {exc!r}")

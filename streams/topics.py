@@ -15,6 +15,7 @@ __all__ = [
     "TopicSpec",
     "dlq_name",
     "ensure_topics",
+    "partition_count",
     "redrive_group",
     "stage_group",
     "stage_topics",
@@ -72,9 +73,7 @@ async def ensure_topics(bootstrap: str, settings: Settings) -> list[str]:
     the single-partition `wallet-features` is what makes the classifier the only writer.
     """
     specs = topic_specs(settings)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id=f"{settings.broker.client_id}-admin"
-    )
+    admin = _admin(bootstrap, settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -99,3 +98,20 @@ async def ensure_topics(bootstrap: str, settings: Settings) -> list[str]:
     if missing:
         log.info("created topics: %s", ", ".join(spec.name for spec in missing))
     return [spec.name for spec in missing]
+
+
+async def partition_count(bootstrap: str, settings: Settings, topic: str) -> int:
+    """How many partitions `topic` has on the broker, whatever the settings say (0: no topic)."""
+    admin = _admin(bootstrap, settings)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return len(described.get("partitions") or [])
+
+
+def _admin(bootstrap: str, settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=f"{settings.broker.client_id}-admin"
+    )

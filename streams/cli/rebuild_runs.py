@@ -25,6 +25,7 @@ from streams.cli.output import (
 from streams.cli.rebuild import AiokafkaSender
 from streams.cli.status import EXIT_OK
 from streams.producer import started_producer
+from streams.topics import ensure_topics, partition_count
 
 __all__ = ["command_distributed", "command_status", "run_summary"]
 
@@ -127,8 +128,11 @@ def command_distributed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _start(bootstrap: str, settings: Settings, as_of: int) -> StartedRun:
+    await ensure_topics(bootstrap, settings)  # as the publish commands do before sending
+    partitions = await partition_count(bootstrap, settings, settings.topics.rebuild_jobs)
     async with started_producer(bootstrap, settings, "rebuild") as producer:
         now = time.time()
         return await start_run(
-            settings, AiokafkaSender(producer), as_of, now, f"personas rebuild {worker_name()}"
-        )
+            settings, AiokafkaSender(producer), as_of, now, f"personas rebuild {worker_name()}",
+            partitions=partitions,
+        )  # fmt: skip

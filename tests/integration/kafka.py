@@ -36,15 +36,15 @@ def publish_raw(bootstrap: str, settings: Settings, topic: str, values: Sequence
 
 
 def read_topic(
-    bootstrap: str, topic: str, expected: int, timeout: float = 30.0
+    bootstrap: str, topic: str, expected: int, timeout: float = 30.0, partition_id: int = 0
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read partition 0 of `topic` from the start until `expected` records or the timeout."""
+    """Read a partition of `topic` from the start until `expected` records or the timeout."""
 
     async def read() -> list[ConsumerRecord[bytes, bytes]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            partition = TopicPartition(topic, 0)
+            partition = TopicPartition(topic, partition_id)
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
             records: list[ConsumerRecord[bytes, bytes]] = []

@@ -83,12 +83,18 @@ def test_the_daily_rebuild_starts_a_run_and_reports_a_failure_to_start(
     async def context() -> object:
         return SimpleNamespace(clock=lambda: now, sender=object())
 
-    async def start_run(settings: Settings, sender: object, as_of: int, *_: object) -> None:
+    async def partition_count(bootstrap: str, settings: Settings, topic: str) -> int:
+        return 4
+
+    async def start_run(
+        settings: Settings, sender: object, as_of: int, *_: object, partitions: int
+    ) -> None:
         if outcome == "raises":
             raise RuntimeError("disk full")
         started.append(as_of)
 
     monkeypatch.setattr(runtime, "context", context)
+    monkeypatch.setattr("streams.app.partition_count", partition_count)
     monkeypatch.setattr(rebuild_jobs_agent, "start_run", start_run)
     loop.run_until_complete(daily_rebuild())
     problems = runtime.health.report()["problems"]  # the app never started: it is "starting"
