@@ -112,10 +112,14 @@ def _column_types(oids: dict[str, int], upsert: Upsert) -> list[int]:
 
 def _connect(url: str, read_only: bool) -> psycopg.Connection[Any]:
     conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-    for setting in SESSION_SETTINGS:
-        conn.execute(setting)
-    if read_only:
-        conn.execute("SET default_transaction_read_only = on")
+    try:
+        for setting in SESSION_SETTINGS:
+            conn.execute(setting)
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
+    except BaseException:
+        conn.close()  # a session the server ended as it started is not left to the collector
+        raise
     return conn
 
 

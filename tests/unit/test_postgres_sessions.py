@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from typing import Any
 
+import psycopg
 import pytest
 
 from agents.retry import is_transient
-from agents.store import Connection, connect, insert_trade_rows, migrate, transaction
+from agents.store import Connection, connect, insert_trade_rows, migrate, postgres, transaction
 from agents.store.postgres import IDLE_IN_TRANSACTION_TIMEOUT
 from agents.store.tables import TRADES
 
@@ -48,3 +50,20 @@ def test_a_hung_session_s_row_locks_are_released(conn: Connection, database_url:
     assert is_transient(woken.value), repr(woken.value)
     with transaction(conn):  # the next transaction runs on a new connection
         assert conn.execute("SELECT COUNT(*) FROM trades").fetchone() == (1,)
+
+
+def test_a_session_that_fails_its_settings_is_closed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[psycopg.Connection[Any]] = []
+    real_connect = psycopg.connect
+
+    def recorded(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+        opened.append(real_connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(psycopg, "connect", recorded)
+    monkeypatch.setattr(postgres, "SESSION_SETTINGS", ("SET no_such_setting_here = 1",))
+    with pytest.raises(psycopg.Error):
+        connect(database_url)
+    assert len(opened) == 1 and opened[0].closed
