@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from agents.context import AgentContext, Message, Rejected
 from agents.core.codec import decode
-from agents.core.records import FeatureSet, split_feature_set
-from agents.core.rules import classify
+from agents.core.records import FeatureSet, feature_set_metrics
+from agents.core.rules import classify_metrics
 from agents.store import Classified
 
 __all__ = ["STAGE", "Pending", "handle"]
@@ -61,8 +61,8 @@ def handle(
                     f"window_days: classification needs the {window_days}-day window "
                     f"(got {features.window_days})"
                 )
-            window, lifetime = split_feature_set(features)
-            result = classify(features.proxy_wallet, window, lifetime, rules, known_bots)
+            metrics = feature_set_metrics(features)
+            result = classify_metrics(features.proxy_wallet, metrics, rules, known_bots)
         except Exception as exc:  # one bad message must not stop the others
             rejected.append((message, exc))
             continue

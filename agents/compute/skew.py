@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.core.features import Fill, wallet_features
-from agents.core.records import FeatureSet, build_feature_set, split_feature_set
-from agents.core.rules import classify
+from agents.core.records import FeatureSet, build_feature_set, feature_set_metrics
+from agents.core.rules import classify_metrics
 from agents.store import Connection, fills_by_wallet
 from agents.store.schema import FEATURE_NAMES, FEATURE_ROW_KEYS
 from config.settings import RuleSettings
@@ -94,8 +94,8 @@ def compare(published: FeatureSet, recomputed: FeatureSet) -> list[str]:
 
 
 def _decision(features: FeatureSet, rules: RuleSettings) -> tuple[str, str | None, str | None]:
-    window, lifetime = split_feature_set(features)
-    result = classify(features.proxy_wallet, window, lifetime, rules, frozenset(rules.known_bots))
+    metrics = feature_set_metrics(features)
+    result = classify_metrics(features.proxy_wallet, metrics, rules, frozenset(rules.known_bots))
     return result.status, result.persona, result.reason
 
 

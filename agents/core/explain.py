@@ -134,6 +134,11 @@ def explain(
         traits=tuple(trait_results),
         decided_by=decided.code if decided is not None else persona.code if persona else None,
         classification=decision(
-            decided, reported, persona, window, traits, rules_version(thresholds, known_bots)
+            decided,
+            reported,
+            persona,
+            window.win_rate,
+            traits,
+            rules_version(thresholds, known_bots),
         ),
     )

@@ -20,10 +20,10 @@ __all__ = [
     "WalletDiscovered",
     "build_feature_set",
     "check_not_future",
+    "feature_set_metrics",
     "is_future",
     "normalise_wallet",
     "parse_timestamp",
-    "split_feature_set",
 ]
 
 _HEX = frozenset("0123456789abcdef")
@@ -199,10 +199,9 @@ def build_feature_set(
     return FeatureSet.model_construct(**values)
 
 
-def split_feature_set(features: FeatureSet) -> tuple[WindowFeatures, LifetimeStats]:
-    """The core's window and lifetime values carried by a FeatureSet."""
-    values = features.__dict__
-    return (
-        WindowFeatures(**{name: values[name] for name in WindowFeatures.__dataclass_fields__}),
-        LifetimeStats(**{name: values[name] for name in LifetimeStats.__dataclass_fields__}),
-    )
+def feature_set_metrics(features: FeatureSet) -> dict[str, Any]:
+    """What classification reads by name (`rules.metric_values`: every feature, the lifetime
+    stats and `abs_roi`), from a FeatureSet's values as they are, without splitting it."""
+    metrics = dict(features.__dict__)
+    metrics["abs_roi"] = abs(features.roi)
+    return metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeAlias
@@ -22,6 +22,7 @@ __all__ = [
     "Thresholds",
     "Trait",
     "classify",
+    "classify_metrics",
     "decides",
     "decision",
     "metric_values",
@@ -235,7 +236,7 @@ def metric_values(window: WindowFeatures, lifetime: LifetimeStats) -> dict[str, 
     return values
 
 
-def threshold_of(cond: Condition, metrics: dict[str, Any], thresholds: Thresholds) -> Any:
+def threshold_of(cond: Condition, metrics: Mapping[str, Any], thresholds: Thresholds) -> Any:
     """The number `cond` compares against, times its `scale` metric when it has one."""
     threshold = getattr(thresholds, cond.threshold)
     return threshold * metrics[cond.scale] if cond.scale is not None else threshold
@@ -243,7 +244,7 @@ def threshold_of(cond: Condition, metrics: dict[str, Any], thresholds: Threshold
 
 def passes(
     cond: Condition,
-    metrics: dict[str, Any],
+    metrics: Mapping[str, Any],
     thresholds: Thresholds,
     wallet: str,
     bots: frozenset[str],
@@ -292,7 +293,7 @@ def reaches_stage2(decided: Rule | None) -> bool:
 
 
 def _reported(
-    decided: Rule | None, metrics: dict[str, Any], thresholds: Thresholds
+    decided: Rule | None, metrics: Mapping[str, Any], thresholds: Thresholds
 ) -> tuple[float | None, float | None]:
     # A composite rule reports its first condition; set membership has no number to report.
     if decided is None or decided.conditions[0].op == "in":
@@ -305,7 +306,7 @@ def decision(
     decided: Rule | None,
     reported: tuple[float | None, float | None],
     persona: Rule | None,
-    window: WindowFeatures,
+    win_rate: float,
     traits: tuple[tuple[str, str | None], ...],
     version: str,
 ) -> Classification:
@@ -325,7 +326,7 @@ def decision(
         )
     if persona is not None:
         return Classification(
-            FOLLOWABLE, persona.code, None, "2", None, None, window.win_rate, traits, version
+            FOLLOWABLE, persona.code, None, "2", None, None, win_rate, traits, version
         )
     return Classification(
         UNCLASSIFIED, None, NO_PERSONA_MATCH, "2", None, None, None, traits, version
@@ -345,9 +346,25 @@ def classify(
     for every FeatureSet, where `explain` would cost several times more (README, Performance).
     Tests hold it equal to `explain`.
     """
-    metrics = metric_values(window, lifetime)
+    return classify_metrics(proxy_wallet, metric_values(window, lifetime), thresholds, known_bots)
+
+
+@lru_cache(maxsize=64)
+def _lower_case(known_bots: frozenset[str]) -> frozenset[str]:
+    return frozenset(b.lower() for b in known_bots)
+
+
+def classify_metrics(
+    proxy_wallet: str,
+    metrics: Mapping[str, Any],
+    thresholds: Thresholds,
+    known_bots: frozenset[str],
+) -> Classification:
+    """`classify` from the metrics by name (`metric_values`, or any mapping holding them, such
+    as a FeatureSet's values plus `abs_roi`): the classifier's path, which builds no
+    WindowFeatures per message."""
     wallet = proxy_wallet.lower()
-    bots = frozenset(b.lower() for b in known_bots)
+    bots = _lower_case(known_bots)
     decided: Rule | None = None
     persona: Rule | None = None
     for rule in RULES:
@@ -368,4 +385,4 @@ def classify(
             if passes(t.condition, metrics, thresholds, wallet, bots)
         )
     version = rules_version(thresholds, known_bots)
-    return decision(decided, reported, persona, window, traits, version)
+    return decision(decided, reported, persona, metrics["win_rate"], traits, version)

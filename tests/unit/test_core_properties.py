@@ -17,7 +17,8 @@ from agents.core.features import (
     wallet_features,
     window_features,
 )
-from agents.core.rules import classify
+from agents.core.records import build_feature_set, feature_set_metrics
+from agents.core.rules import classify, classify_metrics
 from config.thresholds import RuleThresholds
 
 AS_OF = 100 * DAY
@@ -146,3 +147,25 @@ def test_explain_decides_as_classify(
         assert decided == [] and e.decided_by == c.persona
     if c.status == "followable":
         assert c.confidence == windows[30].win_rate
+
+
+@FAST
+@given(
+    wallets_fills(),
+    st.sampled_from([frozenset(), frozenset({"0x" + "AB" * 20})]),
+    st.floats(0.0, 0.2),
+    st.integers(0, 60),
+)
+def test_the_classifier_path_decides_as_classify(
+    fills: list[Fill], bots: frozenset[str], low_roi: float, min_age: int
+) -> None:
+    """The classifier classifies a FeatureSet's own values, without splitting it into the
+    core's dataclasses: the same decision, traits and reported values."""
+    windows, life = wallet_features(fills, AS_OF, (30,))
+    rules = RuleThresholds(low_roi_min=low_roi, min_wallet_age_days=min_age)
+    wallet = "0x" + "ab" * 20
+    features = build_feature_set(wallet, 30, AS_OF, "on_demand", windows[30], life, 0.0)
+    metrics = feature_set_metrics(features)
+    assert classify_metrics(wallet, metrics, rules, bots) == classify(
+        wallet, windows[30], life, rules, bots
+    )
