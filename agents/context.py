@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ __all__ = [
     "dead_letter_envelope",
     "decode_each",
     "lineage",
+    "worker_name",
 ]
 
 log = logging.getLogger("personas.agents")
@@ -56,6 +59,13 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 Clock: TypeAlias = Callable[[], float]
 #: Kafka record headers, as aiokafka gives and takes them.
 Headers: TypeAlias = Sequence[tuple[str, bytes]]
+
+
+def worker_name() -> str:
+    """This worker as the store names it (a run's shards, the partitions it holds): host and
+    process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 #: `topic:partition:offset` of the source message a re-driven copy stands for.
 ORIGIN_HEADER = "personas-dlq-origin"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -25,24 +23,19 @@ from agents.compute.rebuild import options_from_settings
 from agents.compute.rebuild_jobs import ComputedJob, compute_jobs, record_done
 from agents.compute.rebuild_jobs import start_run as record_run
 from agents.compute.skew import Skew
-from agents.context import AgentContext, Message, Rejected, Sender, decode_each
+from agents.context import AgentContext, Message, Rejected, Sender, decode_each, worker_name
 from agents.core.codec import encode
-from agents.core.rebuild_jobs import RebuildJob, job_key
+from agents.core.rebuild_jobs import RebuildJob, deal, job_key
 from agents.metrics import AgentMetrics
 from agents.rebuild_agent import publish_rows
 from agents.store.job_runs import JobRun, ShardDone
 from config.settings import Settings
 
-__all__ = ["STAGE", "StartedRun", "handle", "run_skew", "show_run", "start_run", "worker_name"]
+__all__ = ["STAGE", "StartedRun", "handle", "run_skew", "show_run", "start_run"]
 
 log = logging.getLogger("personas.rebuild")
 
 STAGE = "rebuild"
-
-
-def worker_name() -> str:
-    """This worker as a run's shards name it: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -65,12 +58,12 @@ async def start_run(
     computed_at: float,
     started_by: str,
     *,
-    partitions: int,
+    weights: Sequence[float],
 ) -> StartedRun:
-    """Record a run of every wallet active at `as_of` and publish its jobs (receipts awaited)
-    over the `partitions` the jobs topic has on the broker (which may differ from the settings:
-    a topic is not re-created when `topics.rebuild_jobs_partitions` changes)."""
-    if partitions < 1:
+    """Record a run of every wallet active at `as_of` and publish its jobs (receipts awaited),
+    dealt over the partitions of the jobs topic in proportion to `weights`, one per partition it
+    has on the broker (`streams.dealing.job_weights`)."""
+    if not weights:
         raise ValueError(f"topic {settings.topics.rebuild_jobs} has no partitions on the broker")
     options = options_from_settings(settings, as_of, computed_at=computed_at)
     run_id = uuid.uuid4().hex[:16]
@@ -78,16 +71,18 @@ async def start_run(
         record_run, settings.database.url, options, run_id, started_by, computed_at
     )
     topic = settings.topics.rebuild_jobs
-    # Dealt round the partitions, not hashed: each worker gets its share of the shards, and the
-    # run ends when the most loaded one is done (hashing gave one of two workers 49 of 80).
+    # Dealt, not hashed: each worker gets its share of the shards, and the run ends when the
+    # most loaded one is done (hashing gave one of two workers 49 of 80).
+    dealt = deal(len(jobs), weights)
     receipts = [
-        await sender.send(topic, job_key(job), encode(job), partition=job.shard % partitions)
-        for job in jobs
+        await sender.send(topic, job_key(job), encode(job), partition=partition)
+        for job, partition in zip(jobs, dealt, strict=True)
     ]
     await asyncio.gather(*receipts)
     log.info(
-        "rebuild run %s started: as_of %d, %d wallets in %d shards on %s",
+        "rebuild run %s started: as_of %d, %d wallets in %d shards on %s (shards by partition: %s)",
         run_id, as_of, sum(len(job.wallets) for job in jobs), len(jobs), topic,
+        " ".join(str(dealt.count(p)) for p in range(len(weights))),
     )  # fmt: skip
     return StartedRun(run_id, as_of, tuple(jobs))
 

@@ -193,6 +193,7 @@ class RebuildSettings(BaseModel):
     parallel_enabled: bool
     workers: int = Field(ge=0, le=256)
     shard_wallets: int = Field(ge=1, le=1_000_000)
+    classifier_cost: float = Field(ge=0, le=1)
 
     @property
     def worker_count(self) -> int:

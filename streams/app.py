@@ -19,12 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import classifier_agent, features_agent, ingest_agent, rebuild_jobs_agent
 from agents.compute.on_demand import OnDemandJob, Outcome
+from agents.context import worker_name
 from agents.features_agent import OnDemandCompute
 from agents.rebuild_agent import cron_expression
 from config.settings import BatchSettings, Settings
 from streams.consumer import register_consumer
+from streams.dealing import job_weights
 from streams.runtime import Runtime
-from streams.topics import partition_count, stage_topics
+from streams.topics import stage_topics
 
 __all__ = ["App", "build_app", "freeze_startup_heap"]
 
@@ -214,11 +216,11 @@ def _register_daily_rebuild(app: faust.App, runtime: Runtime, bootstrap: str) ->
         try:
             context = await runtime.context()
             settings = runtime.settings
-            partitions = await partition_count(bootstrap, settings, settings.topics.rebuild_jobs)
+            weights = await job_weights(bootstrap, settings)
             now = context.clock()
             await rebuild_jobs_agent.start_run(
-                settings, context.sender, int(now), now, rebuild_jobs_agent.worker_name(),
-                partitions=partitions,
+                settings, context.sender, int(now), now, worker_name(),
+                weights=weights,
             )  # fmt: skip
         except Exception as exc:
             # A failed rebuild must not stop ingest and classification; the next run redoes it.

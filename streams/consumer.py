@@ -26,13 +26,16 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 
-from agents.context import AgentContext
+from agents.context import AgentContext, worker_name
+from agents.store import connect
+from agents.store.partition_owners import claim_partitions, release_partitions
 from config.settings import BatchSettings
 from streams.runtime import Record, Runtime
 from streams.topics import stage_group
@@ -70,6 +73,10 @@ BATCHES_IN_FLIGHT = 4
 # idempotent). The first commit after a quiet spell goes at once.
 COMMIT_SPACING_S = 0.1
 
+# How long recording the partitions a rebalance gave or took may wait for the store's lock: the
+# rebalance waits for it, and a record not written only costs the leader's dealing its balance.
+OWNER_RECORD_BUSY_MS = 2_000
+
 
 def group_component(stage: str) -> str:
     """What /health waits for until the stage's consumer has joined its group."""
@@ -102,19 +109,22 @@ class FetchWait:
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions are revoked, let the batch in flight finish and commit its offsets."""
+    """Before partitions are revoked, let the batch in flight finish and commit its offsets; record
+    which partitions this worker holds (`agents.store.partition_owners`)."""
 
     def __init__(self, consumer: BatchConsumer) -> None:
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         await self._consumer.finish_in_flight()
+        await self._consumer.record_owner(release_partitions, revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         # In the group (with or without partitions): this consumer no longer holds a start back.
         self._consumer.runtime.health.ready(group_component(self._consumer.stage))
         log.info("%s assigned %s", self._consumer.stage,
                  sorted((tp.topic, tp.partition) for tp in assigned))  # fmt: skip
+        await self._consumer.record_owner(partial(claim_partitions, now=time.time()), assigned)
 
 
 class BatchConsumer(Service):
@@ -196,6 +206,27 @@ class BatchConsumer(Service):
         is handled after it; its commit then fails harmlessly and the new owner re-reads it.
         """
         await self._wait_in_flight()
+
+    async def record_owner(
+        self, record: Callable[..., None], partitions: Iterable[TopicPartition]
+    ) -> None:
+        """Claim or release `partitions` in the store as this worker's; a store that cannot be
+        written costs the leader's dealing its balance, so it is logged, never raised."""
+        pairs = sorted((tp.topic, tp.partition) for tp in partitions)
+        if not pairs:
+            return
+        database = self.runtime.settings.database
+        group = stage_group(self.runtime.settings.worker.app_id, self.stage)
+
+        def write() -> None:
+            busy_ms = min(database.busy_timeout_ms, OWNER_RECORD_BUSY_MS)
+            with contextlib.closing(connect(database.url, busy_ms)) as conn:
+                record(conn, group, worker_name(), pairs)
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception as exc:
+            log.warning("%s: could not record the partitions it holds: %r", self.stage, exc)
 
     async def _wait_in_flight(self) -> None:
         # Each batch finishes after the one before it: the last one done means all are.

@@ -6,11 +6,12 @@ computes a shard writes the rows a single-host rebuild with the same options wri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["MAX_JOB_WALLETS", "RebuildJob", "cut_jobs", "job_key"]
+__all__ = ["MAX_JOB_WALLETS", "RebuildJob", "cut_jobs", "deal", "job_key", "partition_weights"]
 
 #: Wallets per job at most: a job names its wallets (≈ 45 bytes each in JSON), and a message
 #: above the codec's `MAX_MESSAGE_BYTES` (64 KiB) would be dead-lettered; 1000 leaves room.
@@ -65,5 +66,46 @@ def cut_jobs(
 
 
 def job_key(job: RebuildJob) -> bytes:
-    """The job's message key: distinct per shard (the leader deals jobs round the partitions)."""
+    """The job's message key: distinct per shard (the leader deals the jobs over the partitions,
+    `deal`, rather than hashing their keys)."""
     return f"{job.run_id}:{job.shard}".encode()
+
+
+def partition_weights(
+    partitions: int, owners: Mapping[int, str], classifier: str | None, classifier_cost: float
+) -> list[float]:
+    """Each partition's share of a run's jobs: its worker's share, split over the partitions it
+    owns (a worker that owns more partitions gets no more jobs).
+
+    `owners` names each partition's worker; `classifier` is the worker that also classifies every
+    FeatureSet the run publishes, at `classifier_cost` of a wallet's shard work each. With n ≥ 2
+    workers it takes 1 − (n−1)·cost shares (none below 0) and every other worker 1 + cost, so
+    all of them finish together; without it among them, each takes 1. Equal weights per
+    partition (round robin) unless every partition has an owner.
+    """
+    if set(owners) != set(range(partitions)):
+        return [1.0] * partitions
+    workers = set(owners.values())
+    share = dict.fromkeys(workers, 1.0)
+    if classifier in workers and len(workers) > 1:
+        share = dict.fromkeys(workers, 1.0 + classifier_cost)
+        share[classifier] = max(0.0, 1.0 - (len(workers) - 1) * classifier_cost)
+    owned = Counter(owners.values())
+    return [share[owners[p]] / owned[owners[p]] for p in range(partitions)]
+
+
+def deal(jobs: int, weights: Sequence[float]) -> list[int]:
+    """The partition of each of `jobs` jobs, in proportion to `weights` and spread out in order:
+    each job goes to the partition furthest behind its share of the jobs dealt so far (the lowest
+    on a tie), as smooth weighted round robin does; equal weights deal round robin."""
+    total = sum(weights)
+    if not total > 0 or min(weights) < 0:
+        raise ValueError(f"weights must be ≥ 0 and not all 0: {list(weights)}")
+    shares = [w / total for w in weights]
+    dealt = [0] * len(weights)
+    out: list[int] = []
+    for n in range(1, jobs + 1):
+        partition = min(range(len(weights)), key=lambda p: dealt[p] - n * shares[p])
+        dealt[partition] += 1
+        out.append(partition)
+    return out

@@ -168,6 +168,18 @@ CREATE TABLE rebuild_job_shards (
     PRIMARY KEY (run_id, shard)
 );
 """,
+    # 5: which worker holds each partition of a stage's topic, as its consumer was last assigned
+    # it: the leader deals a run's jobs by it (`streams.dealing`), on any broker.
+    """
+CREATE TABLE partition_owners (
+    consumer_group   TEXT NOT NULL,
+    topic            TEXT NOT NULL,
+    partition_number {integer} NOT NULL,
+    worker           TEXT NOT NULL,
+    assigned_at      {real} NOT NULL,
+    PRIMARY KEY (consumer_group, topic, partition_number)
+);
+""",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 from agents.compute.skew import Skew
+from agents.context import worker_name
 from agents.core.errors import InvalidMessage
-from agents.rebuild_jobs_agent import StartedRun, run_skew, start_run, worker_name
+from agents.rebuild_jobs_agent import StartedRun, run_skew, start_run
 from agents.store.job_runs import JobRun, latest_job_run
 from config.settings import Settings
 from streams.broker import broker_for
@@ -24,8 +25,9 @@ from streams.cli.output import (
 )
 from streams.cli.rebuild import AiokafkaSender
 from streams.cli.status import EXIT_OK
+from streams.dealing import job_weights
 from streams.producer import started_producer
-from streams.topics import ensure_topics, partition_count
+from streams.topics import ensure_topics
 
 __all__ = ["command_distributed", "command_status", "run_summary"]
 
@@ -129,10 +131,10 @@ def command_distributed(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _start(bootstrap: str, settings: Settings, as_of: int) -> StartedRun:
     await ensure_topics(bootstrap, settings)  # as the publish commands do before sending
-    partitions = await partition_count(bootstrap, settings, settings.topics.rebuild_jobs)
+    weights = await job_weights(bootstrap, settings)
     async with started_producer(bootstrap, settings, "rebuild") as producer:
         now = time.time()
         return await start_run(
             settings, AiokafkaSender(producer), as_of, now, f"personas rebuild {worker_name()}",
-            partitions=partitions,
+            weights=weights,
         )  # fmt: skip

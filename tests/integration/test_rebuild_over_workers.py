@@ -1,6 +1,7 @@
 """A rebuild spread over two workers through the real broker: one is killed mid-rebuild (SIGKILL
 of its whole process group), its shards are redelivered to the other, and the run ends once with
-the rows a single-host rebuild writes on the same data."""
+the rows a single-host rebuild writes on the same data; the classifier's worker is dealt fewer
+shards, by the partitions the workers recorded holding."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from agents.compute.rebuild import options_from_settings, run_rebuild
 from agents.data.generate import DEFAULT_END, GenerateOptions
 from agents.store import Connection, insert_trade_rows, trade_row
 from agents.store.job_runs import JobRun, latest_job_run
+from agents.store.partition_owners import partition_owners
 from agents.store.runs import rebuild_runs
 from config.settings import load_settings
 from streams.cli import main
+from streams.topics import stage_group
 from tests.conftest import wait_until
 from tests.integration.checks import prepare_scenario
 from tests.integration.worker import WorkerProcess, group_members, running_workers
@@ -142,3 +145,43 @@ def test_a_worker_killed_mid_rebuild_leaves_its_shards_to_the_other(
         f"computed {survivor_done} (redelivered ones included); {len(distributed)} rows, equal "
         f"to one host's run_rebuild"
     )
+
+
+def test_the_classifier_s_worker_is_dealt_fewer_shards(
+    bootstrap: str,
+    env: dict[str, str],
+    cli_env: None,
+    conn: Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Classifying a FeatureSet costs as much as a wallet's shard work on one process: over two
+    # processes, the classifier's worker takes (1 − 0.5) ÷ 2 = a quarter of the shards.
+    monkeypatch.setenv("PERSONAS_REBUILD__CLASSIFIER_COST", "1.0")
+    env = {**env, "PERSONAS_REBUILD__CLASSIFIER_COST": "1.0"}
+    settings = load_settings(env=env)
+    topics, app_id = settings.topics, settings.worker.app_id
+    with running_workers(env, bootstrap, tmp_path) as workers:
+
+        def recorded() -> bool:
+            owners = partition_owners(conn, stage_group(app_id, "rebuild"), topics.rebuild_jobs)
+            holders = partition_owners(conn, stage_group(app_id, "classifier"), topics.features)
+            return len(set(owners.values())) == 2 and len(owners) == 4 and len(holders) == 1
+
+        wait_until(recorded, 60, "both workers to record the partitions they hold")
+        holds_features = f"classifier assigned [('{topics.features}', 0)]"
+        [classifier] = [w for w in workers if holds_features in w.log()]
+        [other] = [w for w in workers if w is not classifier]
+
+        assert main(["rebuild", "--distributed", "--as-of", str(AS_OF), "--json"]) == 0
+        shards = orjson.loads(capsys.readouterr().out)["shards"]
+        wait_until(lambda: run_now(conn).finished_at is not None, 120, "the run to finish")
+
+    by_worker = run_now(conn).shards_by_worker()
+    mine = sum(n for w, n in by_worker.items() if w.endswith(name_of(classifier)))
+    theirs = sum(n for w, n in by_worker.items() if w.endswith(name_of(other)))
+    assert mine + theirs == shards == 25
+    # A quarter of 25, dealt per partition (two each): within a shard of each partition's share.
+    assert abs(mine - shards / 4) <= 2, by_worker
+    print(f"\nshards by worker, classifier's first: {mine}, {theirs}")

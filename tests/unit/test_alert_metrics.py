@@ -83,18 +83,18 @@ def test_the_daily_rebuild_starts_a_run_and_reports_a_failure_to_start(
     async def context() -> object:
         return SimpleNamespace(clock=lambda: now, sender=object())
 
-    async def partition_count(bootstrap: str, settings: Settings, topic: str) -> int:
-        return 4
+    async def job_weights(bootstrap: str, settings: Settings) -> list[float]:
+        return [1.0] * 4
 
     async def start_run(
-        settings: Settings, sender: object, as_of: int, *_: object, partitions: int
+        settings: Settings, sender: object, as_of: int, *_: object, weights: list[float]
     ) -> None:
         if outcome == "raises":
             raise RuntimeError("disk full")
         started.append(as_of)
 
     monkeypatch.setattr(runtime, "context", context)
-    monkeypatch.setattr("streams.app.partition_count", partition_count)
+    monkeypatch.setattr("streams.app.job_weights", job_weights)
     monkeypatch.setattr(rebuild_jobs_agent, "start_run", start_run)
     loop.run_until_complete(daily_rebuild())
     problems = runtime.health.report()["problems"]  # the app never started: it is "starting"
