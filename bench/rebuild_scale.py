@@ -57,6 +57,11 @@ ROUNDS = 3
 #: a distributed run takes 10–25 s on one CPU: fewer rounds than the in-process figures
 SCALE_OUT_ROUNDS = 2
 RUN_TIMEOUT_S = 600.0
+#: How often the run's state is read: a run's time is what it recorded (start to last shard),
+#: so waiting for its end can be slow: polling every 20 ms, this process used a third of a CPU
+#: the workers needed. Catching a worker mid-run for the kill needs the quick poll.
+FINISH_POLL_S = 0.5
+KILL_POLL_S = 0.02
 #: one core each: one feature process, the rebuild's shards computed in the worker itself; small
 #: shards on 8 partitions, so that two workers get about as many wallets each
 SCALE_OUT_SETTINGS = {
@@ -249,7 +254,9 @@ def _run_state(db: Path) -> Any:
         return latest_job_run(conn)
 
 
-def _wait_run(db: Path, workers: list[Any], until: Callable[[Any], bool]) -> Any:
+def _wait_run(
+    db: Path, workers: list[Any], until: Callable[[Any], bool], poll_s: float = FINISH_POLL_S
+) -> Any:
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while True:
         state = _run_state(db)
@@ -258,7 +265,22 @@ def _wait_run(db: Path, workers: list[Any], until: Callable[[Any], bool]) -> Any
         alive = [w for w in workers if w.process is not None and w.process.poll() is None]
         if not alive or time.monotonic() > deadline:
             raise RuntimeError(f"the rebuild run did not finish; see {workers[0].log_path}")
-        time.sleep(0.02)
+        time.sleep(poll_s)
+
+
+def _holders_recorded(db: Path, settings: Any, workers: int) -> bool:
+    """Whether `workers` workers recorded holding every partition of the jobs topic, and one
+    the features topic's."""
+    from agents.store import open_reader
+    from agents.store.partition_owners import partition_owners
+    from streams.topics import stage_group
+
+    topics, app_id = settings.topics, settings.worker.app_id
+    with closing(open_reader(db, 30_000)) as conn:
+        jobs = partition_owners(conn, stage_group(app_id, "rebuild"), topics.rebuild_jobs)
+        features = partition_owners(conn, stage_group(app_id, "classifier"), topics.features)
+    partitions = SCALE_OUT_SETTINGS["topics__rebuild_jobs_partitions"]
+    return len(jobs) == partitions and len(set(jobs.values())) == workers and len(features) == 1
 
 
 def distributed_run(
@@ -276,7 +298,10 @@ def distributed_run(
     log_dir.mkdir()
     with running_workers(env, bootstrap, log_dir, len(cpus), cpus) as workers:
         deadline = time.monotonic() + RUN_TIMEOUT_S
-        while group_members(bootstrap, settings, "rebuild") != len(cpus):
+        # The leader deals by the partitions the workers recorded holding: wait for them too.
+        while group_members(bootstrap, settings, "rebuild") != len(cpus) or not _holders_recorded(
+            db, settings, len(cpus)
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the workers never formed the rebuild group; see {log_dir}")
             time.sleep(0.2)
@@ -291,7 +316,7 @@ def distributed_run(
                 done = sum(n for w, n in state.shards_by_worker().items() if w.endswith(mine))
                 return bool(done >= 1 and state.shards_done < started["shards"] // 2)
 
-            at_kill = _wait_run(db, list(workers), mid_run)
+            at_kill = _wait_run(db, list(workers), mid_run, poll_s=KILL_POLL_S)
             victim.signal_group(signal.SIGKILL)
             killed = time.time()
             out["shards_done_at_kill"] = at_kill.shards_done
