@@ -262,7 +262,9 @@ class BatchConsumer(Service):
         # lock: leaving may run the rebalance listener).
         await self._wait_in_flight()
         if self._consumer is not None:
+            held = self._consumer.assignment()
             await self._consumer.stop()
+            await self.record_owner(release_partitions, held)  # gone: no longer dealt jobs
 
     @Service.task
     async def _consume(self) -> None:

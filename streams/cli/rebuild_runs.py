@@ -97,7 +97,7 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"{utc_time(summary['finished_at'])}" + ("" if took is None else f" ({took:.1f}s)")
     )
     for worker, shards in summary["shards_by_worker"].items():
-        print(f"  {worker}: {shards} shards")
+        print(f"  {worker}: {shards} shard{'' if shards == 1 else 's'}")
     skew = Skew.from_dict(summary["skew"])
     print(f"  skew: {skew.line()}")
     for change in skew.changes:

@@ -164,14 +164,23 @@ def test_the_classifier_s_worker_is_dealt_fewer_shards(
     topics, app_id = settings.topics, settings.worker.app_id
     with running_workers(env, bootstrap, tmp_path) as workers:
 
-        def recorded() -> bool:
+        def settled() -> bool:
+            # Both groups formed (the classifier's partition may move when the second joins),
+            # and every partition recorded by the worker that holds it.
+            if any(group_members(bootstrap, settings, stage) != 2
+                   for stage in ("rebuild", "classifier")):  # fmt: skip
+                return False
             owners = partition_owners(conn, stage_group(app_id, "rebuild"), topics.rebuild_jobs)
             holders = partition_owners(conn, stage_group(app_id, "classifier"), topics.features)
             return len(set(owners.values())) == 2 and len(owners) == 4 and len(holders) == 1
 
-        wait_until(recorded, 60, "both workers to record the partitions they hold")
+        wait_until(settled, 60, "both workers in both groups, their partitions recorded")
         holds_features = f"classifier assigned [('{topics.features}', 0)]"
-        [classifier] = [w for w in workers if holds_features in w.log()]
+
+        def last_classifier_assignment(worker: WorkerProcess) -> str:
+            return [line for line in worker.log().splitlines() if "classifier assigned" in line][-1]
+
+        [classifier] = [w for w in workers if holds_features in last_classifier_assignment(w)]
         [other] = [w for w in workers if w is not classifier]
 
         assert main(["rebuild", "--distributed", "--as-of", str(AS_OF), "--json"]) == 0
