@@ -268,19 +268,14 @@ def _wait_run(
         time.sleep(poll_s)
 
 
-def _holders_recorded(db: Path, settings: Any, workers: int) -> bool:
+def _holders_recorded(settings: Any, workers: int) -> bool:
     """Whether `workers` workers recorded holding every partition of the jobs topic, and one
     the features topic's."""
-    from agents.store import open_reader
-    from agents.store.partition_owners import partition_owners
-    from streams.topics import stage_group
+    from streams.dealing import recorded_holders
 
-    topics, app_id = settings.topics, settings.worker.app_id
-    with closing(open_reader(db, 30_000)) as conn:
-        jobs = partition_owners(conn, stage_group(app_id, "rebuild"), topics.rebuild_jobs)
-        features = partition_owners(conn, stage_group(app_id, "classifier"), topics.features)
+    jobs, classifiers = recorded_holders(settings)
     partitions = SCALE_OUT_SETTINGS["topics__rebuild_jobs_partitions"]
-    return len(jobs) == partitions and len(set(jobs.values())) == workers and len(features) == 1
+    return len(jobs) == partitions and len(set(jobs.values())) == workers and len(classifiers) == 1
 
 
 def distributed_run(
@@ -300,7 +295,7 @@ def distributed_run(
         deadline = time.monotonic() + RUN_TIMEOUT_S
         # The leader deals by the partitions the workers recorded holding: wait for them too.
         while group_members(bootstrap, settings, "rebuild") != len(cpus) or not _holders_recorded(
-            db, settings, len(cpus)
+            settings, len(cpus)
         ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the workers never formed the rebuild group; see {log_dir}")

@@ -24,7 +24,7 @@ from agents.store.partition_owners import partition_owners
 from config.settings import Settings
 from streams.topics import partition_count, stage_group
 
-__all__ = ["job_weights"]
+__all__ = ["job_weights", "recorded_holders"]
 
 log = logging.getLogger("personas.rebuild")
 
@@ -35,7 +35,7 @@ async def job_weights(bootstrap: str, settings: Settings) -> list[float]:
     `topics.rebuild_jobs_partitions` changes)."""
     partitions = await partition_count(bootstrap, settings, settings.topics.rebuild_jobs)
     try:
-        owners, classifiers = await asyncio.to_thread(_recorded_owners, settings)
+        owners, classifiers = await asyncio.to_thread(recorded_holders, settings)
     except Exception as exc:  # any store failure: the jobs still go out, evenly
         log.warning("rebuild jobs dealt round robin: partition owners unreadable: %r", exc)
         return [1.0] * partitions
@@ -52,7 +52,7 @@ async def job_weights(bootstrap: str, settings: Settings) -> list[float]:
     )
 
 
-def _recorded_owners(settings: Settings) -> tuple[dict[int, str], set[str]]:
+def recorded_holders(settings: Settings) -> tuple[dict[int, str], set[str]]:
     """The workers holding each partition of `rebuild-jobs`, and those holding `wallet-features`."""
     database, topics, app_id = settings.database, settings.topics, settings.worker.app_id
     with closing(open_reader(database.url, database.busy_timeout_ms)) as conn:

@@ -20,11 +20,10 @@ from agents.compute.rebuild import options_from_settings, run_rebuild
 from agents.data.generate import DEFAULT_END, GenerateOptions
 from agents.store import Connection, insert_trade_rows, trade_row
 from agents.store.job_runs import JobRun, latest_job_run
-from agents.store.partition_owners import partition_owners
 from agents.store.runs import rebuild_runs
 from config.settings import load_settings
 from streams.cli import main
-from streams.topics import stage_group
+from streams.dealing import recorded_holders
 from tests.conftest import wait_until
 from tests.integration.checks import prepare_scenario
 from tests.integration.worker import WorkerProcess, group_members, running_workers
@@ -161,7 +160,7 @@ def test_the_classifier_s_worker_is_dealt_fewer_shards(
     monkeypatch.setenv("PERSONAS_REBUILD__CLASSIFIER_COST", "1.0")
     env = {**env, "PERSONAS_REBUILD__CLASSIFIER_COST": "1.0"}
     settings = load_settings(env=env)
-    topics, app_id = settings.topics, settings.worker.app_id
+    topics = settings.topics
     with running_workers(env, bootstrap, tmp_path) as workers:
 
         def settled() -> bool:
@@ -170,9 +169,8 @@ def test_the_classifier_s_worker_is_dealt_fewer_shards(
             if any(group_members(bootstrap, settings, stage) != 2
                    for stage in ("rebuild", "classifier")):  # fmt: skip
                 return False
-            owners = partition_owners(conn, stage_group(app_id, "rebuild"), topics.rebuild_jobs)
-            holders = partition_owners(conn, stage_group(app_id, "classifier"), topics.features)
-            return len(set(owners.values())) == 2 and len(owners) == 4 and len(holders) == 1
+            owners, classifiers = recorded_holders(settings)
+            return len(set(owners.values())) == 2 and len(owners) == 4 and len(classifiers) == 1
 
         wait_until(settled, 60, "both workers in both groups, their partitions recorded")
         holds_features = f"classifier assigned [('{topics.features}', 0)]"
