@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from agents.core.features import (
     DAY,
@@ -43,12 +42,10 @@ __all__ = [
 BEFORE_ANY_TRADE = -(2**63)
 
 
-class Lot(NamedTuple):
-    """A bought lot still open: what remains of it, its price and when it was bought."""
-
-    size: float
-    price: float
-    timestamp: int
+#: A bought lot still open: (what remains of it, its price, when it was bought). A plain tuple,
+#: not a NamedTuple: a wallet's lots accumulate over its history, and plain tuples go to and from
+#: the store's JSON without Python code per lot.
+Lot = tuple[float, float, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +75,15 @@ def _queues(open_lots: Iterable[tuple[str, Sequence[Lot]]]) -> Queues:
     }
 
 
-def _open_lots(queues: Queues) -> tuple[tuple[str, tuple[Lot, ...]], ...]:
-    return tuple(
-        (market, tuple(Lot(size, price, int(ts)) for size, price, ts in queues[market]))
-        for market in sorted(queues)
-        if queues[market]
-    )
+def _open_lots(checkpoint: Checkpoint, queues: Queues) -> tuple[tuple[str, tuple[Lot, ...]], ...]:
+    """The checkpoint's open lots with those of the markets in `queues` replaced by theirs."""
+    by_market = dict(checkpoint.open_lots)
+    for market, queue in queues.items():
+        if queue:
+            by_market[market] = tuple((size, price, int(ts)) for size, price, ts in queue)
+        else:
+            by_market.pop(market, None)
+    return tuple(sorted(by_market.items()))
 
 
 def _advance_sorted(checkpoint: Checkpoint, new: Sequence[Fill], as_of: int) -> Checkpoint:
@@ -97,7 +97,9 @@ def _advance_sorted(checkpoint: Checkpoint, new: Sequence[Fill], as_of: int) -> 
     for _, _, side, size, price, _, _ in new:
         if side == "BUY":
             buy_cost += size * price
-    queues = _queues(checkpoint.open_lots)
+    # Only the markets traded since are settled: the others' lots stay as they were, unread.
+    traded = {market for _, market, _, _, _, _, _ in new}
+    queues = _queues((market, lots) for market, lots in checkpoint.open_lots if market in traded)
     realized = checkpoint.realized_pnl
     for _, _, pnl, _ in settle_fills(queues, new):
         realized += pnl
@@ -109,7 +111,7 @@ def _advance_sorted(checkpoint: Checkpoint, new: Sequence[Fill], as_of: int) -> 
         last_trade_at=new[-1].timestamp,
         buy_cost=buy_cost,
         realized_pnl=realized,
-        open_lots=_open_lots(queues),
+        open_lots=_open_lots(checkpoint, queues),
     )
 
 

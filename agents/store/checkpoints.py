@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint, Lot
+from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint
 from agents.core.features import Fill
 from agents.store.connection import Connection, snapshot
 from agents.store.tables import CATEGORIES_SQL, Upsert, wallet_fills
@@ -45,23 +45,20 @@ WHERE excluded.as_of >= wallet_checkpoints.as_of""",
 
 def checkpoint_row(wallet: str, checkpoint: Checkpoint, computed_at: float) -> tuple[Any, ...]:
     """A `wallet_checkpoints` row (in `CHECKPOINTS.columns` order)."""
-    lots = [[market, [list(lot) for lot in lots]] for market, lots in checkpoint.open_lots]
     return (
         wallet, checkpoint.as_of, checkpoint.total_trades, checkpoint.first_trade_at,
         checkpoint.last_trade_at, checkpoint.buy_cost, checkpoint.realized_pnl,
-        orjson.dumps(lots).decode(), computed_at,
+        orjson.dumps(checkpoint.open_lots).decode(), computed_at,
     )  # fmt: skip
 
 
 def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
     """The Checkpoint of a row from `_CHECKPOINTS_SQL` (its columns 1–7)."""
     _, as_of, total, first, last, buy_cost, realized, lots = row[:8]
+    # The lots as written (`checkpoint_row`): orjson keeps a float a float and an int an int.
     return Checkpoint(
         as_of, total, first, last, float(buy_cost), float(realized),
-        tuple(
-            (market, tuple(Lot(float(size), float(price), int(ts)) for size, price, ts in lots))
-            for market, lots in orjson.loads(lots)
-        ),
+        tuple((market, tuple(map(tuple, lots_of))) for market, lots_of in orjson.loads(lots)),
     )  # fmt: skip
 
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from agents.core.checkpoint import (
     EMPTY,
     Checkpoint,
-    Lot,
     advance,
     lifetime_from,
     wallet_features_since,
@@ -105,12 +104,28 @@ def test_a_checkpoint_carries_the_open_lots_partly_sold() -> None:
         Fill("c", "m", "SELL", 6.0, 0.7, 300, "Sports"),
     ]
     checkpoint = advance(EMPTY, fills, 250)
-    assert checkpoint.open_lots == (("m", (Lot(6.0, 0.4, 100),)),)
+    assert checkpoint.open_lots == (("m", ((6.0, 0.4, 100),)),)
     assert checkpoint.total_trades == 2 and checkpoint.buy_cost == 4.0
     after = advance(checkpoint, fills, 300)
     assert after.open_lots == ()
     assert after.realized_pnl == (0.5 - 0.4) * 4.0 + (0.7 - 0.4) * 6.0
     assert lifetime_from(after) == lifetime_stats(fills, 300)
+
+
+def test_only_the_markets_traded_since_change_their_open_lots() -> None:
+    before = [
+        Fill("a", "kept", "BUY", 2.0, 0.3, 100, "x"),
+        Fill("b", "sold", "BUY", 1.0, 0.4, 110, "x"),
+    ]
+    since = [
+        Fill("c", "sold", "SELL", 1.0, 0.5, 300, "x"),
+        Fill("d", "new", "BUY", 3.0, 0.6, 310, "x"),
+    ]
+    checkpoint = advance(EMPTY, before, 200)
+    after = advance(checkpoint, before + since, 400)
+    assert after.open_lots == (("kept", ((2.0, 0.3, 100),)), ("new", ((3.0, 0.6, 310),)))
+    assert after.open_lots[0][1] is checkpoint.open_lots[0][1]  # carried, not rebuilt
+    assert after == advance(EMPTY, before + since, 400)
 
 
 def test_the_sums_carry_on_in_the_full_pass_order() -> None:

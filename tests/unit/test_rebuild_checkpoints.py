@@ -127,6 +127,6 @@ def test_a_checkpoint_keeps_every_bit_through_the_store_and_the_newest_wins(
         assert valid_checkpoints(conn, WALLETS, DAY1 - 1) == {}  # taken after that as_of
     assert read == newer
     assert read.buy_cost.hex() == newer.buy_cost.hex()
-    assert [lot.size.hex() for _, lots in read.open_lots for lot in lots] == [
-        lot.size.hex() for _, lots in newer.open_lots for lot in lots
+    assert [size.hex() for _, lots in read.open_lots for size, _, _ in lots] == [
+        size.hex() for _, lots in newer.open_lots for size, _, _ in lots
     ]
