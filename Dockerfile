@@ -11,7 +11,11 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY agents ./agents
 COPY streams ./streams
-RUN pip install . && useradd --create-home --uid 10001 personas \
+# The rebuild's compiled kernel goes into numba's cache at build time, not at the first rebuild
+# (from /, so that the installed package is the one compiled, not the copy in /app).
+RUN pip install . \
+    && cd / && python -c 'from agents.core.shard_kernel import compile_kernel; compile_kernel()' \
+    && useradd --create-home --uid 10001 personas \
     && mkdir /data && chown personas /data
 
 USER personas

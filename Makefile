@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'from agents.core.shard_kernel import compile_kernel; compile_kernel()'
 	touch $@
 
 setup: $(STAMP)  ## create .venv and install the project with its dev tools

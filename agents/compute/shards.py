@@ -3,9 +3,11 @@
 A shard is read once, up to its last as_of: its wallets' valid checkpoints, then each wallet's
 trades from its checkpoint (or the longest window's start, if earlier) on, or its whole history
 when it has none (`agents.store.checkpoints`), so the cost follows activity, not history. The
-kernel (`wallet_features_since`) gives each of its as_ofs (SPEC §9 backfills compute many days;
-the daily rebuild one) the rows a full recomputation gives, and the checkpoint as of that day,
-written with the rows. At an as_of a wallet gets rows only
+kernel gives each of its as_ofs (SPEC §9 backfills compute many days; the daily rebuild one) the
+rows a full recomputation gives, and the checkpoint as of that day, written with the rows: the
+windows of every wallet from one call of the compiled kernel (`agents.core.shard_kernel`), or,
+in the fallback of a shard that failed, from the Python kernel (`wallet_features_since`) a wallet
+at a time; both give the same bits. At an as_of a wallet gets rows only
 if it has a trade in the longest window, as the daily rebuild's wallet query selects it. The
 kernel keeps only the trades ≤ as_of and orders them itself, so a row computed from the read up to
 a later day is bit-equal to one computed from a read up to its own day.
@@ -27,13 +29,27 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
 from agents.compute.processes import reader, reader_pool
-from agents.core.checkpoint import EMPTY, Checkpoint, wallet_features_since
-from agents.core.features import DAY, Fill, LifetimeStats, WindowFeatures, feature_date
+from agents.core.checkpoint import (
+    EMPTY,
+    Checkpoint,
+    advance_sorted,
+    lifetime_from,
+    wallet_features_since,
+)
+from agents.core.features import (
+    DAY,
+    Fill,
+    LifetimeStats,
+    WindowFeatures,
+    feature_date,
+    sorted_fills,
+)
+from agents.core.shard_kernel import windows_of_many
 from agents.store import Connection
 from agents.store.checkpoints import checkpoint_row, checkpointed_fills
 
@@ -56,6 +72,7 @@ IN_FLIGHT_PER_WORKER = 2
 MAX_POOL_RESTARTS = 2
 
 _window_values = attrgetter(*(f.name for f in dataclasses.fields(WindowFeatures)))
+_timestamp = itemgetter(5)  # Fill.timestamp
 _lifetime_values = attrgetter(*(f.name for f in dataclasses.fields(LifetimeStats)))
 
 
@@ -182,28 +199,64 @@ def _compute_shard(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardR
     result = ShardResult(job.index, [], 0, fallback=fallback)
     checkpoints, read = _read(conn, job)
     computed: set[str] = set()
-    for as_of, wallets in _by_as_of(job, read):
-        for wallet, fills in wallets:
-            try:
-                windows, lifetime, after = wallet_features_since(
-                    checkpoints.get(wallet, EMPTY), fills, as_of, job.windows
-                )
-            except Exception:
-                if not fallback:
-                    raise
-                log.exception(
-                    "rebuild: cannot compute features of %s as of %d; skipped", wallet, as_of
-                )
-                result.failed.append((as_of, wallet))
-                continue
-            checkpoints[wallet] = after
-            computed.add(wallet)
-            result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
-            result.wallets += 1
+    kernel = _wallet_by_wallet if fallback else _all_at_once
+    for as_of, wallet, computation in kernel(job, checkpoints, read):
+        if isinstance(computation, Exception):
+            log.error(
+                "rebuild: cannot compute features of %s as of %d; skipped",
+                wallet, as_of, exc_info=computation,
+            )  # fmt: skip
+            result.failed.append((as_of, wallet))
+            continue
+        windows, lifetime, _ = computation
+        computed.add(wallet)
+        result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
+        result.wallets += 1
     result.checkpoints = [
         checkpoint_row(wallet, checkpoints[wallet], job.computed_at) for wallet in sorted(computed)
     ]
     return result
+
+
+Computation = tuple[dict[int, WindowFeatures], LifetimeStats, Checkpoint]
+Computed = Iterator[tuple[int, str, Computation | Exception]]
+
+
+def _wallet_by_wallet(job: ShardJob, checkpoints: dict[str, Checkpoint], read: Wallets) -> Computed:
+    """The Python kernel a wallet at a time, each wallet's checkpoint carried in `checkpoints`
+    from one as_of to the next: a wallet that fails loses only itself."""
+    for as_of, wallets in _by_as_of(job, read):
+        for wallet, fills in wallets:
+            try:
+                computation = wallet_features_since(
+                    checkpoints.get(wallet, EMPTY), fills, as_of, job.windows
+                )
+            except Exception as exc:  # reported and skipped by the caller
+                yield as_of, wallet, exc
+                continue
+            checkpoints[wallet] = computation[2]
+            yield as_of, wallet, computation
+
+
+def _all_at_once(job: ShardJob, checkpoints: dict[str, Checkpoint], read: Wallets) -> Computed:
+    """Every window of the shard from the compiled kernel in one call, bit-equal to the Python
+    kernel's; each wallet's checkpoint carried in `checkpoints`. Raises on any failure."""
+    by_as_of = [(as_of, [w for w, _ in wallets]) for as_of, wallets in _by_as_of(job, read)]
+    as_ofs: dict[str, list[int]] = {}
+    for as_of, wallets in by_as_of:
+        for wallet in wallets:
+            as_ofs.setdefault(wallet, []).append(as_of)
+    fills = {wallet: sorted_fills(fs, job.as_of) for wallet, fs in read if wallet in as_ofs}
+    order = list(fills)
+    windows = windows_of_many([(fills[w], as_ofs[w]) for w in order], job.windows)
+    pending = {wallet: iter(per_as_of) for wallet, per_as_of in zip(order, windows, strict=True)}
+    for as_of, wallets in by_as_of:
+        for wallet in wallets:
+            fs = fills[wallet]
+            upto = fs[: bisect_right(fs, as_of, key=_timestamp)]
+            after = advance_sorted(checkpoints.get(wallet, EMPTY), upto, as_of)
+            checkpoints[wallet] = after
+            yield as_of, wallet, (next(pending[wallet]), lifetime_from(after), after)
 
 
 def compute_shard(conn: Connection, job: ShardJob) -> ShardResult:

@@ -34,6 +34,7 @@ __all__ = [
     "Checkpoint",
     "Lot",
     "advance",
+    "advance_sorted",
     "lifetime_from",
     "wallet_features_since",
 ]
@@ -156,9 +157,15 @@ def wallet_features_since(
     one after `checkpoint.as_of`; older ones are ignored. With `EMPTY` and the whole history it
     is the full recomputation; with a valid checkpoint it gives the same bits.
     """
-    if as_of < checkpoint.as_of:
-        raise ValueError(f"checkpoint as of {checkpoint.as_of} is after {as_of}")
     fs = sorted_fills(fills, as_of)
     per_window, _ = windows_of_sorted(fs, as_of, windows)
-    after = _advance_sorted(checkpoint, _after(fs, checkpoint.as_of), as_of)
+    after = advance_sorted(checkpoint, fs, as_of)
     return per_window, lifetime_from(after), after
+
+
+def advance_sorted(checkpoint: Checkpoint, fs: Sequence[Fill], as_of: int) -> Checkpoint:
+    """`advance` of fills already in canonical order (`sorted_fills`) up to `as_of`, holding
+    every one after `checkpoint.as_of`."""
+    if as_of < checkpoint.as_of:
+        raise ValueError(f"checkpoint as of {checkpoint.as_of} is after {as_of}")
+    return _advance_sorted(checkpoint, _after(fs, checkpoint.as_of), as_of)

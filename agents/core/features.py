@@ -17,7 +17,9 @@ __all__ = [
     "Fill",
     "LifetimeStats",
     "WindowFeatures",
+    "WindowFolds",
     "feature_date",
+    "features_of_folds",
     "lifetime_stats",
     "many_wallet_features",
     "sorted_fills",
@@ -257,51 +259,122 @@ def _top_domain(category_volume: dict[str, float]) -> tuple[str | None, float]:
     return top, top_volume
 
 
-def _compute(fs: Sequence[Fill], stamps: Sequence[int], window_days: int) -> WindowFeatures:
-    """Features of trades already sorted and restricted to the window (`stamps`: their times)."""
-    n = len(fs)
+class WindowFolds(NamedTuple):
+    """What a window's features are made of: the folds over its fills and its round trips.
+
+    `_folds` computes them in Python; `agents.core.shard_kernel` computes the same folds, in the
+    same order, for a whole shard at once. `features_of_folds` turns either into features.
+    """
+
+    trade_count: int
+    buy_count: int
+    unique_markets: int
+    mid_fills: int
+    extreme_fills: int
+    round_trips: int
+    wins: int
+    hold_seconds: int
+    profitable_markets: int
+    open_positions: int
+    burst: int
+    volume: float
+    buy_cost: float
+    sell_proceeds: float
+    size_cv: float
+    top3_volume: float
+    top_domain_volume: float
+    realized: float
+    win_pnl: float
+    max_loss: float
+    positive_pnl: float
+    top1_pnl: float
+    max_drawdown_pct: float
+    sharpe: float
+    top_domain: str | None
+
+
+def _folds(fs: Sequence[Fill], stamps: Sequence[int]) -> WindowFolds:
+    """The folds of trades already sorted and restricted to the window (`stamps`: their times)."""
     flow, trips = _fill_stats(fs), _trip_stats(fs)
-    buy_count, volume, buy_cost = flow.buy_count, flow.volume, flow.buy_cost
-    sell_count, rt, wins = n - buy_count, trips.round_trips, trips.wins
     profitable, positive, top1 = _profitable_markets(trips.market_pnl)
     max_dd, sharpe = _drawdown_and_sharpe(list(trips.day_pnl.values()))
     top_domain, top_domain_volume = _top_domain(flow.category_volume)
+    return WindowFolds(
+        trade_count=len(fs),
+        buy_count=flow.buy_count,
+        unique_markets=len(flow.market_volume),
+        mid_fills=flow.mid_fills,
+        extreme_fills=flow.extreme_fills,
+        round_trips=trips.round_trips,
+        wins=trips.wins,
+        hold_seconds=trips.hold_seconds,
+        profitable_markets=profitable,
+        open_positions=trips.open_positions,
+        burst=_burst(stamps),
+        volume=flow.volume,
+        buy_cost=flow.buy_cost,
+        sell_proceeds=flow.sell_proceeds,
+        size_cv=flow.size_cv,
+        top3_volume=_top3_volume(flow.market_volume),
+        top_domain_volume=top_domain_volume,
+        realized=trips.realized,
+        win_pnl=trips.win_pnl,
+        max_loss=trips.max_loss,
+        positive_pnl=positive,
+        top1_pnl=top1,
+        max_drawdown_pct=max_dd,
+        sharpe=sharpe,
+        top_domain=top_domain,
+    )
+
+
+def features_of_folds(folds: WindowFolds, window_days: int) -> WindowFeatures:
+    """A window's features (SPEC §5) from its folds."""
+    n, buy_count, volume, buy_cost = (
+        folds.trade_count, folds.buy_count, folds.volume, folds.buy_cost
+    )  # fmt: skip
+    sell_count, rt, wins = n - buy_count, folds.round_trips, folds.wins
     per_week, per_day = _rates(n, window_days)
     return WindowFeatures(
         trade_count=n,
         buy_count=buy_count,
         sell_count=sell_count,
-        unique_markets=len(flow.market_volume),
+        unique_markets=folds.unique_markets,
         volume_usdc=volume,
         avg_trade_size_usdc=_div(volume, n),
-        size_cv=flow.size_cv,
+        size_cv=folds.size_cv,
         buy_cost_usdc=buy_cost,
-        sell_proceeds_usdc=flow.sell_proceeds,
-        cashflow_pnl=flow.sell_proceeds - buy_cost,
+        sell_proceeds_usdc=folds.sell_proceeds,
+        cashflow_pnl=folds.sell_proceeds - buy_cost,
         round_trips=rt,
         win_count=wins,
         loss_count=rt - wins,
         win_rate=_ratio(wins, rt),
-        realized_pnl=trips.realized,
-        roi=_div(trips.realized, buy_cost),
-        avg_win_pnl=_div(trips.win_pnl, wins),
-        max_single_loss=trips.max_loss,
-        profitable_markets=profitable,
-        pnl_top1_share=_ratio(top1, positive),
-        open_positions=trips.open_positions,
-        avg_hold_hours=_div(trips.hold_seconds, rt) / HOUR,
-        max_drawdown_pct=max_dd,
-        sharpe=sharpe,
+        realized_pnl=folds.realized,
+        roi=_div(folds.realized, buy_cost),
+        avg_win_pnl=_div(folds.win_pnl, wins),
+        max_single_loss=folds.max_loss,
+        profitable_markets=folds.profitable_markets,
+        pnl_top1_share=_ratio(folds.top1_pnl, folds.positive_pnl),
+        open_positions=folds.open_positions,
+        avg_hold_hours=_div(folds.hold_seconds, rt) / HOUR,
+        max_drawdown_pct=folds.max_drawdown_pct,
+        sharpe=folds.sharpe,
         trades_per_week=per_week,
         trades_per_day=per_day,
-        concentration_ratio=_ratio(_top3_volume(flow.market_volume), volume),
+        concentration_ratio=_ratio(folds.top3_volume, volume),
         buy_sell_balance=_ratio(n - abs(buy_count - sell_count), n),
-        mid_fill_ratio=_ratio(flow.mid_fills, n),
-        extreme_price_ratio=_ratio(flow.extreme_fills, n),
-        burstiness_top_1h_ratio=_ratio(_burst(stamps), n),
-        top_domain=top_domain,
-        top_domain_ratio=_ratio(top_domain_volume, volume),
+        mid_fill_ratio=_ratio(folds.mid_fills, n),
+        extreme_price_ratio=_ratio(folds.extreme_fills, n),
+        burstiness_top_1h_ratio=_ratio(folds.burst, n),
+        top_domain=folds.top_domain,
+        top_domain_ratio=_ratio(folds.top_domain_volume, volume),
     )
+
+
+def _compute(fs: Sequence[Fill], stamps: Sequence[int], window_days: int) -> WindowFeatures:
+    """Features of trades already sorted and restricted to the window (`stamps`: their times)."""
+    return features_of_folds(_folds(fs, stamps), window_days)
 
 
 def _burst(stamps: Sequence[int]) -> int:

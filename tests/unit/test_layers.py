@@ -45,7 +45,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "cli": set(LAYERS),
 }
 # Beyond the stdlib: what the pure core and the settings may use.
-CORE_LIBRARIES = {"pydantic", "orjson"}
+CORE_LIBRARIES = {"pydantic", "orjson", "numpy", "numba"}  # numba: the shard kernel
 CONFIG_LIBRARIES = {"pydantic"}
 
 

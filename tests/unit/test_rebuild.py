@@ -18,6 +18,7 @@ from agents.core.checkpoint import Checkpoint, wallet_features_since
 from agents.core.errors import BrokerError
 from agents.core.features import DAY, WINDOWS, wallet_features
 from agents.core.records import MAX_CLOCK_SKEW_S, is_future
+from agents.core.shard_kernel import windows_of_many
 from agents.rebuild_agent import cron_expression
 from agents.store import connect, fills_for_wallet, migrate
 from agents.store.runs import RunState, rebuild_runs
@@ -145,7 +146,13 @@ def test_a_wallet_that_fails_is_skipped_and_reported(
             raise ZeroDivisionError("bad wallet")
         return wallet_features_since(checkpoint, fills, as_of, windows)
 
+    def shard_kernel(wallets: Any, windows: Any) -> Any:
+        if any(fills[0].trade_id.startswith(EDGE[2:8]) for fills, _ in wallets if fills):
+            raise ZeroDivisionError("bad wallet")
+        return windows_of_many(wallets, windows)
+
     monkeypatch.setattr(shards, "wallet_features_since", kernel)
+    monkeypatch.setattr(shards, "windows_of_many", shard_kernel)
     result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False))
     assert result.failed_wallets == [EDGE] and result.fallback_shards == [0]
     assert {wallet for wallet, _ in stored(db)} == {ACTIVE}
