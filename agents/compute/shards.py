@@ -24,12 +24,12 @@ import logging
 import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,17 @@ from agents.core.checkpoint import (
     lifetime_from,
     wallet_features_since,
 )
+from agents.core.columns import FillColumns
 from agents.core.features import (
     DAY,
     Fill,
     LifetimeStats,
     WindowFeatures,
     feature_date,
-    sorted_fills,
 )
-from agents.core.shard_kernel import windows_of_many
+from agents.core.shard_kernel import windows_of_columns
 from agents.store import Connection
-from agents.store.checkpoints import checkpoint_row, checkpointed_fills
+from agents.store.checkpoints import checkpoint_row, checkpointed_columns
 
 __all__ = [
     "SOURCE",
@@ -72,7 +72,6 @@ IN_FLIGHT_PER_WORKER = 2
 MAX_POOL_RESTARTS = 2
 
 _window_values = attrgetter(*(f.name for f in dataclasses.fields(WindowFeatures)))
-_timestamp = itemgetter(5)  # Fill.timestamp
 _lifetime_values = attrgetter(*(f.name for f in dataclasses.fields(LifetimeStats)))
 
 
@@ -108,7 +107,7 @@ class ShardResult:
 
 def _rows(
     wallet: str,
-    windows: dict[int, WindowFeatures],
+    windows: dict[int, tuple[Any, ...]],
     lifetime: LifetimeStats,
     job: ShardJob,
     as_of: int,
@@ -116,39 +115,62 @@ def _rows(
     lifetime_values = _lifetime_values(lifetime)
     date = feature_date(as_of)
     for days in job.windows:
-        head = (wallet, date, days, as_of, SOURCE, job.computed_at)
-        yield head + _window_values(windows[days]) + lifetime_values
+        yield (wallet, date, days, as_of, SOURCE, job.computed_at, *windows[days], *lifetime_values)
 
 
-Wallets = Iterable[tuple[str, Sequence[Fill]]]
+@dataclass(frozen=True)
+class _Read:
+    """A shard as read: its valid checkpoints, its trades as columns, and each wallet's rows of
+    them in canonical order (wallets in the job's order; those without trades left out)."""
+
+    checkpoints: dict[str, Checkpoint]
+    columns: FillColumns
+    rows: dict[str, Sequence[int]]
+
+    def stamps(self, wallet: str) -> list[int]:
+        """The wallet's trade times, in order."""
+        stamps = self.columns.stamps
+        return [stamps[n] for n in self.rows[wallet]]
+
+    def fills_between(self, wallet: str, after: int, upto: int) -> list[Fill]:
+        """The wallet's fills with after < timestamp ≤ upto, in canonical order."""
+        rows, stamps = self.rows[wallet], self.columns.stamps
+        end = len(rows)
+        while end and stamps[rows[end - 1]] > upto:
+            end -= 1
+        start = end
+        while start and stamps[rows[start - 1]] > after:
+            start -= 1
+        return self.columns.fills(rows[start:end])
 
 
-def _read(conn: Connection, job: ShardJob) -> tuple[dict[str, Checkpoint], Wallets]:
+def _read(conn: Connection, job: ShardJob) -> _Read:
     """The shard's valid checkpoints (taken at or before its first as_of) and its wallets'
     trades: from the earlier of the longest window's start and the checkpoint on, or the whole
     history of a wallet without one. Two queries, whatever the number of wallets."""
     first = job.as_ofs[0]
     window_start = first - max(job.windows) * DAY
     needs = dict.fromkeys(job.wallets, (first, window_start))
-    checkpoints, fills = checkpointed_fills(conn, needs, job.as_of)
-    return checkpoints, [(wallet, fills[wallet]) for wallet in job.wallets if wallet in fills]
+    checkpoints, (columns, runs) = checkpointed_columns(conn, needs, job.as_of)
+    rows = columns.canonical_rows(runs)
+    return _Read(checkpoints, columns, {w: rows[w] for w in job.wallets if w in rows})
 
 
-def _by_as_of(job: ShardJob, read: Wallets) -> Iterator[tuple[int, Wallets]]:
-    """(as_of, the wallets active then with their trades) for each as_of of the job."""
+def _by_as_of(job: ShardJob, read: _Read) -> Iterator[tuple[int, list[str]]]:
+    """(as_of, the wallets active then) for each as_of of the job."""
     if len(job.as_ofs) == 1:
         # The daily rebuild: its wallets were chosen active at this as_of.
-        yield job.as_of, read
+        yield job.as_of, list(read.rows)
         return
-    shard = [(wallet, fills, sorted(f.timestamp for f in fills)) for wallet, fills in read]
+    shard = [(wallet, read.stamps(wallet)) for wallet in read.rows]
     span = max(job.windows) * DAY
     for as_of in job.as_ofs:
         # Active: a trade in [as_of − span, as_of], the daily rebuild's wallet query.
         yield (
             as_of,
             [
-                (wallet, fills)
-                for wallet, fills, stamps in shard
+                wallet
+                for wallet, stamps in shard
                 if bisect_left(stamps, as_of - span) < bisect_right(stamps, as_of)
             ],
         )
@@ -197,10 +219,10 @@ def _compute(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
 
 def _compute_shard(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
     result = ShardResult(job.index, [], 0, fallback=fallback)
-    checkpoints, read = _read(conn, job)
+    read = _read(conn, job)
     computed: set[str] = set()
     kernel = _wallet_by_wallet if fallback else _all_at_once
-    for as_of, wallet, computation in kernel(job, checkpoints, read):
+    for as_of, wallet, computation in kernel(job, read):
         if isinstance(computation, Exception):
             log.error(
                 "rebuild: cannot compute features of %s as of %d; skipped",
@@ -208,54 +230,57 @@ def _compute_shard(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardR
             )  # fmt: skip
             result.failed.append((as_of, wallet))
             continue
-        windows, lifetime, _ = computation
+        # Stored where the kernel reads it at the wallet's next as_of (backfills' many days).
+        windows, lifetime, read.checkpoints[wallet] = computation
         computed.add(wallet)
         result.rows.extend(_rows(wallet, windows, lifetime, job, as_of))
         result.wallets += 1
     result.checkpoints = [
-        checkpoint_row(wallet, checkpoints[wallet], job.computed_at) for wallet in sorted(computed)
+        checkpoint_row(wallet, read.checkpoints[wallet], job.computed_at)
+        for wallet in sorted(computed)
     ]
     return result
 
 
-Computation = tuple[dict[int, WindowFeatures], LifetimeStats, Checkpoint]
+#: a wallet's windows (their feature values, in `WindowFeatures` field order), lifetime stats and
+#: checkpoint, as of one as_of
+Computation = tuple[dict[int, tuple[Any, ...]], LifetimeStats, Checkpoint]
 Computed = Iterator[tuple[int, str, Computation | Exception]]
 
 
-def _wallet_by_wallet(job: ShardJob, checkpoints: dict[str, Checkpoint], read: Wallets) -> Computed:
-    """The Python kernel a wallet at a time, each wallet's checkpoint carried in `checkpoints`
-    from one as_of to the next: a wallet that fails loses only itself."""
+def _wallet_by_wallet(job: ShardJob, read: _Read) -> Computed:
+    """The Python kernel a wallet at a time: a wallet that fails loses only itself."""
+    fills = {wallet: read.columns.fills(rows) for wallet, rows in read.rows.items()}
     for as_of, wallets in _by_as_of(job, read):
-        for wallet, fills in wallets:
+        for wallet in wallets:
             try:
-                computation = wallet_features_since(
-                    checkpoints.get(wallet, EMPTY), fills, as_of, job.windows
+                windows, lifetime, after = wallet_features_since(
+                    read.checkpoints.get(wallet, EMPTY), fills[wallet], as_of, job.windows
                 )
             except Exception as exc:  # reported and skipped by the caller
                 yield as_of, wallet, exc
                 continue
-            checkpoints[wallet] = computation[2]
-            yield as_of, wallet, computation
+            values = {days: _window_values(features) for days, features in windows.items()}
+            yield as_of, wallet, (values, lifetime, after)
 
 
-def _all_at_once(job: ShardJob, checkpoints: dict[str, Checkpoint], read: Wallets) -> Computed:
+def _all_at_once(job: ShardJob, read: _Read) -> Computed:
     """Every window of the shard from the compiled kernel in one call, bit-equal to the Python
-    kernel's; each wallet's checkpoint carried in `checkpoints`. Raises on any failure."""
-    by_as_of = [(as_of, [w for w, _ in wallets]) for as_of, wallets in _by_as_of(job, read)]
+    kernel's; then each wallet's checkpoint advanced by its fills since. Raises on any failure."""
+    by_as_of = list(_by_as_of(job, read))
     as_ofs: dict[str, list[int]] = {}
     for as_of, wallets in by_as_of:
         for wallet in wallets:
             as_ofs.setdefault(wallet, []).append(as_of)
-    fills = {wallet: sorted_fills(fs, job.as_of) for wallet, fs in read if wallet in as_ofs}
-    order = list(fills)
-    windows = windows_of_many([(fills[w], as_ofs[w]) for w in order], job.windows)
-    pending = {wallet: iter(per_as_of) for wallet, per_as_of in zip(order, windows, strict=True)}
+    windows = windows_of_columns(
+        read.columns, [(read.rows[w], days) for w, days in as_ofs.items()], job.windows
+    )
+    pending = {wallet: iter(per_as_of) for wallet, per_as_of in zip(as_ofs, windows, strict=True)}
     for as_of, wallets in by_as_of:
         for wallet in wallets:
-            fs = fills[wallet]
-            upto = fs[: bisect_right(fs, as_of, key=_timestamp)]
-            after = advance_sorted(checkpoints.get(wallet, EMPTY), upto, as_of)
-            checkpoints[wallet] = after
+            checkpoint = read.checkpoints.get(wallet, EMPTY)
+            since = read.fills_between(wallet, checkpoint.as_of, as_of)
+            after = advance_sorted(checkpoint, since, as_of)
             yield as_of, wallet, (next(pending[wallet]), lifetime_from(after), after)
 
 

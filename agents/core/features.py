@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agents.core.settlement import Queues, settle_fills
 
@@ -19,6 +19,7 @@ __all__ = [
     "WindowFeatures",
     "WindowFolds",
     "feature_date",
+    "feature_values",
     "features_of_folds",
     "lifetime_stats",
     "many_wallet_features",
@@ -330,45 +331,51 @@ def _folds(fs: Sequence[Fill], stamps: Sequence[int]) -> WindowFolds:
 
 def features_of_folds(folds: WindowFolds, window_days: int) -> WindowFeatures:
     """A window's features (SPEC §5) from its folds."""
+    return WindowFeatures(*feature_values(folds, window_days))
+
+
+def feature_values(folds: WindowFolds, window_days: int) -> tuple[Any, ...]:
+    """`features_of_folds` as a plain tuple in `WindowFeatures` field order: what the rebuild
+    writes, without building a dataclass per window (issue 14's profile)."""
     n, buy_count, volume, buy_cost = (
         folds.trade_count, folds.buy_count, folds.volume, folds.buy_cost
     )  # fmt: skip
     sell_count, rt, wins = n - buy_count, folds.round_trips, folds.wins
     per_week, per_day = _rates(n, window_days)
-    return WindowFeatures(
-        trade_count=n,
-        buy_count=buy_count,
-        sell_count=sell_count,
-        unique_markets=folds.unique_markets,
-        volume_usdc=volume,
-        avg_trade_size_usdc=_div(volume, n),
-        size_cv=folds.size_cv,
-        buy_cost_usdc=buy_cost,
-        sell_proceeds_usdc=folds.sell_proceeds,
-        cashflow_pnl=folds.sell_proceeds - buy_cost,
-        round_trips=rt,
-        win_count=wins,
-        loss_count=rt - wins,
-        win_rate=_ratio(wins, rt),
-        realized_pnl=folds.realized,
-        roi=_div(folds.realized, buy_cost),
-        avg_win_pnl=_div(folds.win_pnl, wins),
-        max_single_loss=folds.max_loss,
-        profitable_markets=folds.profitable_markets,
-        pnl_top1_share=_ratio(folds.top1_pnl, folds.positive_pnl),
-        open_positions=folds.open_positions,
-        avg_hold_hours=_div(folds.hold_seconds, rt) / HOUR,
-        max_drawdown_pct=folds.max_drawdown_pct,
-        sharpe=folds.sharpe,
-        trades_per_week=per_week,
-        trades_per_day=per_day,
-        concentration_ratio=_ratio(folds.top3_volume, volume),
-        buy_sell_balance=_ratio(n - abs(buy_count - sell_count), n),
-        mid_fill_ratio=_ratio(folds.mid_fills, n),
-        extreme_price_ratio=_ratio(folds.extreme_fills, n),
-        burstiness_top_1h_ratio=_ratio(folds.burst, n),
-        top_domain=folds.top_domain,
-        top_domain_ratio=_ratio(folds.top_domain_volume, volume),
+    return (
+        n,  # trade_count
+        buy_count,
+        sell_count,
+        folds.unique_markets,
+        volume,  # volume_usdc
+        _div(volume, n),  # avg_trade_size_usdc
+        folds.size_cv,
+        buy_cost,  # buy_cost_usdc
+        folds.sell_proceeds,  # sell_proceeds_usdc
+        folds.sell_proceeds - buy_cost,  # cashflow_pnl
+        rt,  # round_trips
+        wins,  # win_count
+        rt - wins,  # loss_count
+        _ratio(wins, rt),  # win_rate
+        folds.realized,  # realized_pnl
+        _div(folds.realized, buy_cost),  # roi
+        _div(folds.win_pnl, wins),  # avg_win_pnl
+        folds.max_loss,  # max_single_loss
+        folds.profitable_markets,
+        _ratio(folds.top1_pnl, folds.positive_pnl),  # pnl_top1_share
+        folds.open_positions,
+        _div(folds.hold_seconds, rt) / HOUR,  # avg_hold_hours
+        folds.max_drawdown_pct,
+        folds.sharpe,
+        per_week,  # trades_per_week
+        per_day,  # trades_per_day
+        _ratio(folds.top3_volume, volume),  # concentration_ratio
+        _ratio(n - abs(buy_count - sell_count), n),  # buy_sell_balance
+        _ratio(folds.mid_fills, n),  # mid_fill_ratio
+        _ratio(folds.extreme_fills, n),  # extreme_price_ratio
+        _ratio(folds.burst, n),  # burstiness_top_1h_ratio
+        folds.top_domain,
+        _ratio(folds.top_domain_volume, volume),  # top_domain_ratio
     )
 
 

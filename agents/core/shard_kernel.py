@@ -1,11 +1,12 @@
 """The window kernel over a whole shard of wallets at once, compiled (issue 14); pure.
 
-`windows_of_many` gives, for many wallets and as_ofs, what `features.windows_of_sorted` gives for
-one: the same features, to the last bit. The shard's fills go into a few columns (numpy arrays)
-and one compiled loop (numba) computes every window's folds (`features.WindowFolds`): the same
-additions in the same order as `features._folds`, the FIFO settlement of `settlement.settle_fills`
-included, with no float operation reordered or fused (numba compiles without fast-math). Python
-then makes the features of the folds with the one `features.features_of_folds`.
+`windows_of_columns` gives, for many wallets and as_ofs, what `features.windows_of_sorted` gives
+for one: the same features, to the last bit. The shard's fills come as columns
+(`columns.FillColumns`, as the store reads them: no `Fill` per trade), and one compiled loop
+(numba) computes every window's folds (`features.WindowFolds`): the same additions in the same
+order as `features._folds`, the FIFO settlement of `settlement.settle_fills` included, with no
+float operation reordered or fused (numba compiles without fast-math). Python then makes the
+features of the folds with the one `features.feature_values`.
 
 The per-trade loops were two thirds of a rebuild shard's time in Python (issue 14's profile); the
 on-demand path keeps the Python kernel, a wallet at a time, and tests hold the two equal.
@@ -15,17 +16,17 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from itertools import chain
-from operator import itemgetter
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from agents.core import features
-from agents.core.features import DAY, HOUR, Fill, WindowFeatures, WindowFolds, features_of_folds
+from agents.core.columns import FillColumns
+from agents.core.features import DAY, HOUR, Fill, WindowFolds, feature_values
 from agents.core.settlement import EPSILON
 
-__all__ = ["compile_kernel", "windows_of_many"]
+__all__ = ["compile_kernel", "windows_of_columns"]
 
 # The Python kernel's constants, as module globals: numba compiles them in.
 _MID_LOW, _MID_HIGH = features._MID_LOW, features._MID_HIGH
@@ -36,8 +37,6 @@ _SHARPE_EPS, _ANNUALISE = features._SHARPE_EPS, features._ANNUALISE
 _INTS = 11
 _FLOATS = 13
 _NO_DOMAIN = -1
-
-_columns = itemgetter(1, 2, 3, 4, 5, 6)  # Fill: market, side, size, price, timestamp, category
 
 
 @njit(cache=True, nogil=True)
@@ -252,63 +251,77 @@ def _fold_windows(
         floats[k, 12] = sharpe
 
 
+def _array(rows: Sequence[int]) -> np.ndarray:
+    if isinstance(rows, range):
+        return np.arange(rows.start, rows.stop, rows.step, dtype=np.int64)
+    return np.array(rows, np.int64)
+
+
 def _codes(values: Sequence[str], names: list[str]) -> np.ndarray:
     code = {name: n for n, name in enumerate(names)}
     return np.fromiter(map(code.__getitem__, values), np.int64, len(values))
 
 
-def windows_of_many(
-    wallets: Sequence[tuple[Sequence[Fill], Sequence[int]]], windows: Sequence[int]
-) -> list[list[dict[int, WindowFeatures]]]:
-    """For each (fills, as_ofs): per as_of, `windows_of_sorted(fills ≤ as_of, as_of, windows)[0]`.
+def windows_of_columns(
+    columns: FillColumns,
+    wallets: Sequence[tuple[Sequence[int], Sequence[int]]],
+    windows: Sequence[int],
+) -> list[list[dict[int, tuple[Any, ...]]]]:
+    """For each wallet's (rows, as_ofs): per as_of, the features `windows_of_sorted(its fills ≤
+    as_of, as_of, windows)[0]` gives, each window's as a tuple in `WindowFeatures` field order.
 
-    Each wallet's fills are in canonical order (`features.sorted_fills`) up to its last as_of, and
-    hold every trade of the longest window of each of its as_ofs.
+    A wallet's rows of `columns` are in canonical order (`FillColumns.canonical_rows`), up to its
+    last as_of, and hold every trade of the longest window of each of its as_ofs.
     """
+    order = np.concatenate([np.zeros(0, np.int64)] + [_array(rows) for rows, _ in wallets])
+    stamps = np.array(columns.stamps, np.int64)[order] if len(columns) else order
+    times = stamps.tolist()
     lows: list[int] = []
     highs: list[int] = []
     slices: list[list[list[tuple[int, int]]]] = []  # per wallet, per as_of: (window, its slice)
-    offset = 0
-    for fills, as_ofs in wallets:
-        stamps = [fill.timestamp for fill in fills]
+    first = 0
+    for rows, as_ofs in wallets:
+        end = first + len(rows)
         per_as_of = []
         for as_of in as_ofs:
-            hi = bisect_right(stamps, as_of)
+            hi = bisect_right(times, as_of, first, end)
             numbers: list[tuple[int, int]] = []
             starts: dict[int, int] = {}  # equal slices are folded once
             for days in windows:
-                lo = bisect_left(stamps, as_of - days * DAY, 0, hi)
+                lo = bisect_left(times, as_of - days * DAY, first, hi)
                 if lo not in starts:
                     starts[lo] = len(lows)
-                    lows.append(offset + lo)
-                    highs.append(offset + hi)
+                    lows.append(lo)
+                    highs.append(hi)
                 numbers.append((days, starts[lo]))
             per_as_of.append(numbers)
         slices.append(per_as_of)
-        offset += len(fills)
-    folds = _fold_all(list(chain.from_iterable(fills for fills, _ in wallets)), lows, highs)
+        first = end
+    folds = _fold_all(columns, order, stamps, lows, highs)
     return [
-        [{days: features_of_folds(folds[n], days) for days, n in numbers} for numbers in per_as_of]
+        [{days: feature_values(folds[n], days) for days, n in numbers} for numbers in per_as_of]
         for per_as_of in slices
     ]
 
 
-def _fold_all(fills: list[Fill], lows: list[int], highs: list[int]) -> list[WindowFolds]:
+def _fold_all(
+    columns: FillColumns, order: np.ndarray, stamps: np.ndarray, lows: list[int], highs: list[int]
+) -> list[WindowFolds]:
+    """The folds of each window [lows[k], highs[k]) of the rows `order` of `columns`."""
     count = len(lows)
     ints = np.zeros((count, _INTS + 1), np.int64)  # the last column: the top domain's number
     ints[:, _INTS] = _NO_DOMAIN
     floats = np.zeros((count, _FLOATS))
-    if fills:
-        markets, sides, sizes, prices, stamps, categories = zip(*map(_columns, fills), strict=True)
-        market_names = list(set(markets))
-        category_names = sorted(set(categories))
+    market_names = list(set(columns.markets))
+    category_names = sorted(set(columns.categories))
+    if len(order):
         _fold_windows(
-            _codes(markets, market_names),
-            np.fromiter(map("BUY".__eq__, sides), np.bool_, len(sides)),
-            np.array(sizes, np.float64),
-            np.array(prices, np.float64),
-            np.array(stamps, np.int64),
-            _codes(categories, category_names),
+            _codes(columns.markets, market_names)[order],
+            np.fromiter(map("BUY".__eq__, columns.sides), np.bool_, len(columns))[order],
+            np.array(columns.sizes, np.float64)[order],
+            np.array(columns.prices, np.float64)[order],
+            stamps,
+            _codes(columns.categories, category_names)[order],
             len(market_names),
             len(category_names),
             np.array(lows, np.int64),
@@ -316,8 +329,6 @@ def _fold_all(fills: list[Fill], lows: list[int], highs: list[int]) -> list[Wind
             ints,
             floats,
         )
-    else:
-        category_names = []
     out = []
     for whole, real in zip(ints.tolist(), floats.tolist(), strict=True):
         domain = whole.pop()
@@ -330,4 +341,4 @@ def compile_kernel() -> None:
     """Compile the kernel into numba's cache beside this file (`make setup` and the image do),
     so that no rebuild process spends seconds compiling it on its first shard."""
     fills = [Fill("t1", "m1", "BUY", 1.0, 0.5, 0, "c"), Fill("t2", "m1", "SELL", 1.0, 0.6, 1, "c")]
-    windows_of_many([(fills, [1])], (1,))
+    windows_of_columns(FillColumns.of(fills), [([0, 1], [1])], (1,))

@@ -9,24 +9,29 @@ count is answered from the (proxy_wallet, timestamp) index alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
 from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint
+from agents.core.columns import FillColumns, Run
 from agents.core.features import Fill
 from agents.store.connection import Connection, snapshot
-from agents.store.tables import CATEGORIES_SQL, Upsert, wallet_fills
+from agents.store.tables import CATEGORIES_SQL, Upsert, fill_columns, wallet_fills
 
 __all__ = [
     "CHECKPOINTS",
     "checkpoint_from_row",
     "checkpoint_row",
+    "checkpointed_columns",
     "checkpointed_fills",
+    "columns_since",
     "fills_since",
     "valid_checkpoints",
 ]
+
+T = TypeVar("T")
 
 _COLUMNS = (
     "proxy_wallet", "as_of", "total_trades", "first_trade_at", "last_trade_at", "buy_cost",
@@ -87,19 +92,49 @@ FROM {conn.dialect.wallet_bounds}
 JOIN trades AS t ON t.proxy_wallet = bounds.w AND t.timestamp BETWEEN bounds.s AND ?"""
 
 
+def _rows_since(
+    conn: Connection, since: Iterable[tuple[str, int]], as_of: int
+) -> tuple[list[Any], dict[str, str]]:
+    category = dict(conn.execute(CATEGORIES_SQL))
+    bounds = orjson.dumps([{"w": wallet, "s": start} for wallet, start in since]).decode()
+    return conn.execute(_fills_since_sql(conn), (bounds, as_of)).fetchall(), category
+
+
 def fills_since(
     conn: Connection, since: Iterable[tuple[str, int]], as_of: int
 ) -> dict[str, list[Fill]]:
     """Each wallet's trades from its own `since` to `as_of`, from one query; wallets without
     any are left out. Each wallet's list is in no particular order (the core sorts it)."""
-    category = dict(conn.execute(CATEGORIES_SQL))
-    bounds = orjson.dumps([{"w": wallet, "s": start} for wallet, start in since]).decode()
     out: dict[str, list[Fill]] = {}
-    rows = conn.execute(_fills_since_sql(conn), (bounds, as_of)).fetchall()
     # A wallet's rows come together (one index range each); extending keeps it right if not.
-    for wallet, fills in wallet_fills(rows, category):
+    for wallet, fills in wallet_fills(*_rows_since(conn, since, as_of)):
         out.setdefault(wallet, []).extend(fills)
     return out
+
+
+def columns_since(
+    conn: Connection, since: Iterable[tuple[str, int]], as_of: int
+) -> tuple[FillColumns, list[Run]]:
+    """The trades of `fills_since` as columns, with each wallet's runs of rows."""
+    return fill_columns(*_rows_since(conn, since, as_of))
+
+
+def _checkpointed(
+    conn: Connection,
+    needs: Mapping[str, tuple[int, int]],
+    until: int,
+    read: Callable[[Connection, list[tuple[str, int]], int], T],
+) -> tuple[dict[str, Checkpoint], T]:
+    with snapshot(conn):  # the checkpoints' validity and the trades since, of one state
+        latest = max(as_of for as_of, _ in needs.values())
+        stored = valid_checkpoints(conn, sorted(needs), latest)
+        checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
+        since = [
+            (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
+            for wallet, (_, start) in needs.items()
+            for cp in (checkpoints.get(wallet),)
+        ]
+        return checkpoints, read(conn, since, until)
 
 
 def checkpointed_fills(
@@ -112,13 +147,13 @@ def checkpointed_fills(
     on-demand jobs alike); wallets without trades are left out of the fills."""
     if not needs:
         return {}, {}
-    with snapshot(conn):  # the checkpoints' validity and the trades since, of one state
-        latest = max(as_of for as_of, _ in needs.values())
-        stored = valid_checkpoints(conn, sorted(needs), latest)
-        checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
-        since = [
-            (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
-            for wallet, (_, start) in needs.items()
-            for cp in (checkpoints.get(wallet),)
-        ]
-        return checkpoints, fills_since(conn, since, until)
+    return _checkpointed(conn, needs, until, fills_since)
+
+
+def checkpointed_columns(
+    conn: Connection, needs: Mapping[str, tuple[int, int]], until: int
+) -> tuple[dict[str, Checkpoint], tuple[FillColumns, list[Run]]]:
+    """`checkpointed_fills` with the trades as columns (the rebuild's shards)."""
+    if not needs:
+        return {}, (FillColumns.of([]), [])
+    return _checkpointed(conn, needs, until, columns_since)

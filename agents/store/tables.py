@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from agents.core.columns import FillColumns, Run
 from agents.core.features import Fill
 from agents.core.records import FeatureSet, Market, Trade
 from agents.core.rules import Classification
@@ -170,9 +171,6 @@ def fills_by_wallet(
     return wallet_fills(rows.fetchall(), category)
 
 
-_new_tuple = tuple.__new__
-
-
 def wallet_fills(
     rows: Sequence[Sequence[Any]], category: dict[str, str]
 ) -> Iterator[tuple[str, list[Fill]]]:
@@ -183,17 +181,28 @@ def wallet_fills(
     constructor (and looking its category up in a loop) cost more than the query itself (see
     issue 14's profile). The category is looked up in Python, which is faster than a join.
     """
+    columns, runs = fill_columns(rows, category)
+    fills = columns.every_fill()
+    for wallet, start, end in runs:
+        yield wallet, fills[start:end]
+
+
+def fill_columns(
+    rows: Sequence[Sequence[Any]], category: dict[str, str]
+) -> tuple[FillColumns, list[Run]]:
+    """The rows of `wallet_fills` as columns, with the runs of one wallet's rows: the rebuild's
+    shard kernel takes them so, without a Fill per row."""
     if not rows:
-        return
+        return FillColumns.of([]), []
     wallets, trade_ids, markets, sides, sizes, prices, stamps = zip(*rows, strict=True)
-    categories = map(category.get, markets, itertools.repeat(UNKNOWN_CATEGORY))
-    columns = zip(trade_ids, markets, sides, sizes, prices, stamps, categories, strict=True)
-    fills: list[Fill] = list(map(_new_tuple, itertools.repeat(Fill), columns))
+    categories = tuple(map(category.get, markets, itertools.repeat(UNKNOWN_CATEGORY)))
+    runs: list[Run] = []
     start = 0
     for wallet, run in itertools.groupby(wallets):
-        end = start + len(list(run))
-        yield wallet, fills[start:end]
+        end = start + sum(1 for _ in run)
+        runs.append((wallet, start, end))
         start = end
+    return FillColumns(trade_ids, markets, sides, sizes, prices, stamps, categories), runs
 
 
 def fills_for_wallet(conn: Connection, wallet: str, as_of: int) -> list[Fill]:

@@ -26,8 +26,9 @@ from agents.compute.backfill import (
 from agents.compute.rebuild import RebuildOptions, active_wallets, run_rebuild
 from agents.compute.shards import ShardJob, ShardResult
 from agents.core.checkpoint import Checkpoint, wallet_features_since
+from agents.core.columns import FillColumns
 from agents.core.features import DAY, feature_date
-from agents.core.shard_kernel import windows_of_many
+from agents.core.shard_kernel import windows_of_columns
 from agents.store import connect, migrate
 from agents.store.runs import RunState, rebuild_runs
 from agents.store.schema import FEATURE_ROW_KEYS
@@ -287,13 +288,13 @@ def test_a_day_with_a_failed_wallet_is_written_but_not_recorded(
             raise ZeroDivisionError("bad wallet")
         return wallet_features_since(checkpoint, fills, as_of, windows)
 
-    def failing_shard(wallets: Any, windows: Any) -> Any:
-        if any(fills[0].trade_id.startswith(BUSY[2:6]) for fills, _ in wallets if fills):
+    def failing_shard(columns: FillColumns, wallets: Any, windows: Any) -> Any:
+        if any(columns.trade_ids[rows[0]].startswith(BUSY[2:6]) for rows, _ in wallets if rows):
             raise ZeroDivisionError("bad wallet")
-        return windows_of_many(wallets, windows)
+        return windows_of_columns(columns, wallets, windows)
 
     monkeypatch.setattr(shards, "wallet_features_since", failing)
-    monkeypatch.setattr(shards, "windows_of_many", failing_shard)
+    monkeypatch.setattr(shards, "windows_of_columns", failing_shard)
     result = run_backfill(db, DAYS[:3], options())
     assert result.failed and result.summary()["failed_wallets"] == {"2026-01-02": [BUSY]}
     assert [row[0] for row in table(db, "rebuild_runs")] == ["2026-01-01", "2026-01-03"]

@@ -15,10 +15,11 @@ import agents.compute.rebuild as rebuild
 import agents.compute.shards as shards
 from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
 from agents.core.checkpoint import Checkpoint, wallet_features_since
+from agents.core.columns import FillColumns
 from agents.core.errors import BrokerError
 from agents.core.features import DAY, WINDOWS, wallet_features
 from agents.core.records import MAX_CLOCK_SKEW_S, is_future
-from agents.core.shard_kernel import windows_of_many
+from agents.core.shard_kernel import windows_of_columns
 from agents.rebuild_agent import cron_expression
 from agents.store import connect, fills_for_wallet, migrate
 from agents.store.runs import RunState, rebuild_runs
@@ -146,13 +147,13 @@ def test_a_wallet_that_fails_is_skipped_and_reported(
             raise ZeroDivisionError("bad wallet")
         return wallet_features_since(checkpoint, fills, as_of, windows)
 
-    def shard_kernel(wallets: Any, windows: Any) -> Any:
-        if any(fills[0].trade_id.startswith(EDGE[2:8]) for fills, _ in wallets if fills):
+    def shard_kernel(columns: FillColumns, wallets: Any, windows: Any) -> Any:
+        if any(columns.trade_ids[rows[0]].startswith(EDGE[2:8]) for rows, _ in wallets if rows):
             raise ZeroDivisionError("bad wallet")
-        return windows_of_many(wallets, windows)
+        return windows_of_columns(columns, wallets, windows)
 
     monkeypatch.setattr(shards, "wallet_features_since", kernel)
-    monkeypatch.setattr(shards, "windows_of_many", shard_kernel)
+    monkeypatch.setattr(shards, "windows_of_columns", shard_kernel)
     result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False))
     assert result.failed_wallets == [EDGE] and result.fallback_shards == [0]
     assert {wallet for wallet, _ in stored(db)} == {ACTIVE}

@@ -26,7 +26,7 @@ from agents.store import (
     transaction,
     write_classified,
 )
-from agents.store.checkpoints import fills_since
+from agents.store.checkpoints import columns_since, fills_since
 from agents.store.connection import snapshot
 from agents.store.schema import FEATURE_ROW_KEYS, SCHEMA_VERSION
 from agents.store.tables import wallet_fills
@@ -236,3 +236,11 @@ def test_both_reads_give_each_wallet_its_fills_with_their_categories(conn: Conne
     }
     assert all(type(f) is Fill for fs in [*by_wallet.values(), *since.values()] for f in fs)
     assert list(wallet_fills([], {})) == []
+    # The rebuild's shards read the same trades as columns, each wallet in canonical order.
+    columns, runs = columns_since(conn, [(WALLET, AS_OF - 2), (other, 0)], AS_OF)
+    in_order = columns.canonical_rows(runs)
+    assert {w: columns.fills(r) for w, r in in_order.items()} == {
+        WALLET: expected[WALLET][1:],
+        other: expected[other],
+    }
+    assert all(type(value) is float for value in [*columns.sizes, *columns.prices])
