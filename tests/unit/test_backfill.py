@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import agents.compute.shards as shards
+import agents.core.shard_kernel as shard_kernel
 from agents.compute.backfill import (
     Action,
     PlannedDay,
@@ -294,7 +295,7 @@ def test_a_day_with_a_failed_wallet_is_written_but_not_recorded(
         return windows_of_columns(columns, wallets, windows)
 
     monkeypatch.setattr(shards, "wallet_features_since", failing)
-    monkeypatch.setattr(shards, "windows_of_columns", failing_shard)
+    monkeypatch.setattr(shard_kernel, "windows_of_columns", failing_shard)
     result = run_backfill(db, DAYS[:3], options())
     assert result.failed and result.summary()["failed_wallets"] == {"2026-01-02": [BUSY]}
     assert [row[0] for row in table(db, "rebuild_runs")] == ["2026-01-01", "2026-01-03"]

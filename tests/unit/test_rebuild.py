@@ -13,6 +13,7 @@ import pytest
 
 import agents.compute.rebuild as rebuild
 import agents.compute.shards as shards
+import agents.core.shard_kernel as shard_kernel
 from agents.compute.rebuild import RebuildOptions, ShardJob, ShardResult, run_rebuild
 from agents.core.checkpoint import Checkpoint, wallet_features_since
 from agents.core.columns import FillColumns
@@ -147,13 +148,13 @@ def test_a_wallet_that_fails_is_skipped_and_reported(
             raise ZeroDivisionError("bad wallet")
         return wallet_features_since(checkpoint, fills, as_of, windows)
 
-    def shard_kernel(columns: FillColumns, wallets: Any, windows: Any) -> Any:
+    def failing_shard(columns: FillColumns, wallets: Any, windows: Any) -> Any:
         if any(columns.trade_ids[rows[0]].startswith(EDGE[2:8]) for rows, _ in wallets if rows):
             raise ZeroDivisionError("bad wallet")
         return windows_of_columns(columns, wallets, windows)
 
     monkeypatch.setattr(shards, "wallet_features_since", kernel)
-    monkeypatch.setattr(shards, "windows_of_columns", shard_kernel)
+    monkeypatch.setattr(shard_kernel, "windows_of_columns", failing_shard)
     result = run_rebuild(db, RebuildOptions(AS_OF, parallel=False))
     assert result.failed_wallets == [EDGE] and result.fallback_shards == [0]
     assert {wallet for wallet, _ in stored(db)} == {ACTIVE}
