@@ -199,7 +199,7 @@ def fill_columns(
     runs: list[Run] = []
     start = 0
     for wallet, run in itertools.groupby(wallets):
-        end = start + sum(1 for _ in run)
+        end = start + len(list(run))
         runs.append((wallet, start, end))
         start = end
     return FillColumns(trade_ids, markets, sides, sizes, prices, stamps, categories), runs
