@@ -133,14 +133,9 @@ class _Read:
 
     def fills_between(self, wallet: str, after: int, upto: int) -> list[Fill]:
         """The wallet's fills with after < timestamp ≤ upto, in canonical order."""
-        rows, stamps = self.rows[wallet], self.columns.stamps
-        end = len(rows)
-        while end and stamps[rows[end - 1]] > upto:
-            end -= 1
-        start = end
-        while start and stamps[rows[start - 1]] > after:
-            start -= 1
-        return self.columns.fills(rows[start:end])
+        rows, time_of = self.rows[wallet], self.columns.stamps.__getitem__
+        end = bisect_right(rows, upto, key=time_of)
+        return self.columns.fills(rows[bisect_right(rows, after, hi=end, key=time_of) : end])
 
 
 def _read(conn: Connection, job: ShardJob) -> _Read:

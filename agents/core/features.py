@@ -20,7 +20,6 @@ __all__ = [
     "WindowFolds",
     "feature_date",
     "feature_values",
-    "features_of_folds",
     "lifetime_stats",
     "many_wallet_features",
     "sorted_fills",
@@ -264,7 +263,7 @@ class WindowFolds(NamedTuple):
     """What a window's features are made of: the folds over its fills and its round trips.
 
     `_folds` computes them in Python; `agents.core.shard_kernel` computes the same folds, in the
-    same order, for a whole shard at once. `features_of_folds` turns either into features.
+    same order, for a whole shard at once. `feature_values` turns either into features.
     """
 
     trade_count: int
@@ -329,14 +328,9 @@ def _folds(fs: Sequence[Fill], stamps: Sequence[int]) -> WindowFolds:
     )
 
 
-def features_of_folds(folds: WindowFolds, window_days: int) -> WindowFeatures:
-    """A window's features (SPEC §5) from its folds."""
-    return WindowFeatures(*feature_values(folds, window_days))
-
-
 def feature_values(folds: WindowFolds, window_days: int) -> tuple[Any, ...]:
-    """`features_of_folds` as a plain tuple in `WindowFeatures` field order: what the rebuild
-    writes, without building a dataclass per window (issue 14's profile)."""
+    """A window's features (SPEC §5) from its folds, as a plain tuple in `WindowFeatures` field
+    order: the rebuild writes them so, without a dataclass per window (issue 14's profile)."""
     n, buy_count, volume, buy_cost = (
         folds.trade_count, folds.buy_count, folds.volume, folds.buy_cost
     )  # fmt: skip
@@ -381,7 +375,7 @@ def feature_values(folds: WindowFolds, window_days: int) -> tuple[Any, ...]:
 
 def _compute(fs: Sequence[Fill], stamps: Sequence[int], window_days: int) -> WindowFeatures:
     """Features of trades already sorted and restricted to the window (`stamps`: their times)."""
-    return features_of_folds(_folds(fs, stamps), window_days)
+    return WindowFeatures(*feature_values(_folds(fs, stamps), window_days))
 
 
 def _burst(stamps: Sequence[int]) -> int:
