@@ -128,24 +128,24 @@ class _Read:
 
     def stamps(self, wallet: str) -> list[int]:
         """The wallet's trade times, in order."""
-        stamps = self.columns.stamps
-        return [stamps[n] for n in self.rows[wallet]]
+        return self.columns.stamps_of(self.rows[wallet])
 
     def fills_between(self, wallet: str, after: int, upto: int) -> list[Fill]:
         """The wallet's fills with after < timestamp ≤ upto, in canonical order."""
-        rows, time_of = self.rows[wallet], self.columns.stamps.__getitem__
-        end = bisect_right(rows, upto, key=time_of)
-        return self.columns.fills(rows[bisect_right(rows, after, hi=end, key=time_of) : end])
+        rows, stamps = self.rows[wallet], self.stamps(wallet)
+        end = bisect_right(stamps, upto)
+        return self.columns.fills(rows[bisect_right(stamps, after, hi=end) : end])
 
 
-def _read(conn: Connection, job: ShardJob) -> _Read:
+def _read(conn: Connection, job: ShardJob, *, arrow: bool) -> _Read:
     """The shard's valid checkpoints (taken at or before its first as_of) and its wallets'
     trades: from the earlier of the longest window's start and the checkpoint on, or the whole
-    history of a wallet without one. Two queries, whatever the number of wallets."""
+    history of a wallet without one. Two queries, whatever the number of wallets; on SQLite as
+    Arrow columns unless `arrow` is False (the fallback: any failure there is not repeated)."""
     first = job.as_ofs[0]
     window_start = first - max(job.windows) * DAY
     needs = dict.fromkeys(job.wallets, (first, window_start))
-    checkpoints, (columns, runs) = checkpointed_columns(conn, needs, job.as_of)
+    checkpoints, (columns, runs) = checkpointed_columns(conn, needs, job.as_of, arrow=arrow)
     rows = columns.canonical_rows(runs)
     return _Read(checkpoints, columns, {w: rows[w] for w in job.wallets if w in rows})
 
@@ -213,7 +213,7 @@ def _compute(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
 
 def _compute_shard(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
     result = ShardResult(job.index, [], 0, fallback=fallback)
-    read = _read(conn, job)
+    read = _read(conn, job, arrow=not fallback)
     computed: set[str] = set()
     kernel = _wallet_by_wallet if fallback else _all_at_once
     for as_of, wallet, computation in kernel(job, read):

@@ -257,11 +257,6 @@ def _array(rows: Sequence[int]) -> np.ndarray:
     return np.array(rows, np.int64)
 
 
-def _codes(values: Sequence[str], names: list[str]) -> np.ndarray:
-    code = {name: n for n, name in enumerate(names)}
-    return np.fromiter(map(code.__getitem__, values), np.int64, len(values))
-
-
 def windows_of_columns(
     columns: FillColumns,
     wallets: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -274,7 +269,7 @@ def windows_of_columns(
     last as_of, and hold every trade of the longest window of each of its as_ofs.
     """
     order = np.concatenate([np.zeros(0, np.int64)] + [_array(rows) for rows, _ in wallets])
-    stamps = np.array(columns.stamps, np.int64)[order] if len(columns) else order
+    stamps = columns.stamps[order]
     times = stamps.tolist()
     lows: list[int] = []
     highs: list[int] = []
@@ -312,17 +307,16 @@ def _fold_all(
     ints = np.zeros((count, _INTS + 1), np.int64)  # the last column: the top domain's number
     ints[:, _INTS] = _NO_DOMAIN
     floats = np.zeros((count, _FLOATS))
-    market_names = list(set(columns.markets))
-    category_names = sorted(set(columns.categories))
+    category_names = columns.category_names
     if len(order):
         _fold_windows(
-            _codes(columns.markets, market_names)[order],
-            np.fromiter(map("BUY".__eq__, columns.sides), np.bool_, len(columns))[order],
-            np.array(columns.sizes, np.float64)[order],
-            np.array(columns.prices, np.float64)[order],
+            columns.markets[order],
+            columns.buys()[order],
+            columns.sizes[order],
+            columns.prices[order],
             stamps,
-            _codes(columns.categories, category_names)[order],
-            len(market_names),
+            columns.categories[order],
+            len(columns.market_names),
             len(category_names),
             np.array(lows, np.int64),
             np.array(highs, np.int64),

@@ -17,7 +17,9 @@ import orjson
 from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint
 from agents.core.columns import FillColumns, Run
 from agents.core.features import Fill
+from agents.store.arrow import arrow_snapshot
 from agents.store.connection import Connection, snapshot
+from agents.store.dialect import SQLITE
 from agents.store.tables import CATEGORIES_SQL, Upsert, fill_columns, wallet_fills
 
 __all__ = [
@@ -82,6 +84,10 @@ def valid_checkpoints(
 ) -> dict[str, Checkpoint]:
     """The valid checkpoints of `wallets` taken at or before `as_of`, by wallet (one query)."""
     rows = conn.execute(_checkpoints_sql(conn), (conn.dialect.wallet_set(list(wallets)), as_of))
+    return _valid(rows)
+
+
+def _valid(rows: Iterable[Sequence[Any]]) -> dict[str, Checkpoint]:
     return {row[0]: checkpoint_from_row(row) for row in rows if row[8] == row[2]}
 
 
@@ -126,15 +132,27 @@ def _checkpointed(
     read: Callable[[Connection, list[tuple[str, int]], int], T],
 ) -> tuple[dict[str, Checkpoint], T]:
     with snapshot(conn):  # the checkpoints' validity and the trades since, of one state
-        latest = max(as_of for as_of, _ in needs.values())
-        stored = valid_checkpoints(conn, sorted(needs), latest)
-        checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
-        since = [
-            (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
-            for wallet, (_, start) in needs.items()
-            for cp in (checkpoints.get(wallet),)
-        ]
+        stored = valid_checkpoints(conn, sorted(needs), _latest(needs))
+        checkpoints, since = _reads_since(needs, stored)
         return checkpoints, read(conn, since, until)
+
+
+def _latest(needs: Mapping[str, tuple[int, int]]) -> int:
+    return max(as_of for as_of, _ in needs.values())
+
+
+def _reads_since(
+    needs: Mapping[str, tuple[int, int]], stored: Mapping[str, Checkpoint]
+) -> tuple[dict[str, Checkpoint], list[tuple[str, int]]]:
+    """The checkpoints each wallet may start from (taken at or before its first as_of), and the
+    time each wallet's trades are read from."""
+    checkpoints = {w: cp for w, cp in stored.items() if cp.as_of <= needs[w][0]}
+    since = [
+        (wallet, min(start, cp.as_of + 1) if cp is not None else BEFORE_ANY_TRADE)
+        for wallet, (_, start) in needs.items()
+        for cp in (checkpoints.get(wallet),)
+    ]
+    return checkpoints, since
 
 
 def checkpointed_fills(
@@ -151,9 +169,17 @@ def checkpointed_fills(
 
 
 def checkpointed_columns(
-    conn: Connection, needs: Mapping[str, tuple[int, int]], until: int
+    conn: Connection, needs: Mapping[str, tuple[int, int]], until: int, *, arrow: bool = True
 ) -> tuple[dict[str, Checkpoint], tuple[FillColumns, list[Run]]]:
-    """`checkpointed_fills` with the trades as columns (the rebuild's shards)."""
+    """`checkpointed_fills` with the trades as columns (the rebuild's shards): on SQLite read as
+    Arrow columns (`agents.store.arrow`) unless `arrow` is False, on the same rows."""
     if not needs:
         return {}, (FillColumns.of([]), [])
-    return _checkpointed(conn, needs, until, columns_since)
+    reader = arrow_snapshot(conn) if arrow else None
+    if reader is None:
+        return _checkpointed(conn, needs, until, columns_since)
+    with reader as snapshot_read:
+        wallets = SQLITE.wallet_set(sorted(needs))
+        stored = _valid(snapshot_read.rows(_checkpoints_sql(conn), (wallets, _latest(needs))))
+        checkpoints, since = _reads_since(needs, stored)
+        return checkpoints, snapshot_read.columns_since(since, until)

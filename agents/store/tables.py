@@ -195,14 +195,20 @@ def fill_columns(
     if not rows:
         return FillColumns.of([]), []
     wallets, trade_ids, markets, sides, sizes, prices, stamps = zip(*rows, strict=True)
-    categories = tuple(map(category.get, markets, itertools.repeat(UNKNOWN_CATEGORY)))
+    categories = map(category.get, markets, itertools.repeat(UNKNOWN_CATEGORY))
+    columns = FillColumns.from_values(trade_ids, markets, sides, sizes, prices, stamps, categories)
+    return columns, wallet_runs(wallets)
+
+
+def wallet_runs(wallets: Iterable[str]) -> list[Run]:
+    """The runs of equal wallets in `wallets`, each (wallet, first row, end row)."""
     runs: list[Run] = []
     start = 0
     for wallet, run in itertools.groupby(wallets):
         end = start + len(list(run))
         runs.append((wallet, start, end))
         start = end
-    return FillColumns(trade_ids, markets, sides, sizes, prices, stamps, categories), runs
+    return runs
 
 
 def fills_for_wallet(conn: Connection, wallet: str, as_of: int) -> list[Fill]:

@@ -1,6 +1,6 @@
 """The rebuild from stored checkpoints (issue 14), on both stores: the rows of a full
-recomputation to the last bit, a late trade sends its wallet back to a full read, and a
-checkpoint keeps every bit through the store."""
+recomputation to the last bit, a late trade sends its wallet back to a full read, a checkpoint
+keeps every bit through the store, and SQLite's Arrow read gives what the row read gives."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ import random
 from contextlib import closing
 from typing import Any
 
+import pytest
+
 from agents.compute.rebuild import RebuildOptions, run_rebuild
 from agents.core.checkpoint import EMPTY, advance
+from agents.core.columns import FillColumns
 from agents.core.features import DAY, Fill
 from agents.store import Connection, connect, migrate, transaction
+from agents.store.arrow import ArrowSnapshot, arrow_snapshot
 from agents.store.checkpoints import (
     CHECKPOINTS,
     checkpoint_row,
+    checkpointed_columns,
     valid_checkpoints,
 )
 from agents.store.schema import FEATURE_ROW_KEYS
@@ -130,3 +135,45 @@ def test_a_checkpoint_keeps_every_bit_through_the_store_and_the_newest_wins(
     assert [size.hex() for _, lots in read.open_lots for size, _, _ in lots] == [
         size.hex() for _, lots in newer.open_lots for size, _, _ in lots
     ]
+
+
+def test_the_arrow_read_gives_the_rows_read_checkpoints_and_fills(database_url: str) -> None:
+    tie = ("tie", WALLETS[1], "m2", "SELL", 0.7, 0.4, DAY2 - 5 * DAY)  # beside one in its second
+    rows = [*_history(), tie, ("tie0", *tie[1:])]
+    _setup(database_url, rows)
+    run_rebuild(database_url, RebuildOptions(DAY1, parallel=False, computed_at=1.0))
+    needs = {wallet: (DAY2, DAY2 - 90 * DAY) for wallet in [*WALLETS, "0x" + "f" * 40]}
+    with closing(connect(database_url)) as conn:
+        read = {
+            arrow: checkpointed_columns(conn, needs, DAY2, arrow=arrow) for arrow in (True, False)
+        }
+        assert (arrow_snapshot(conn) is None) == database_url.startswith("postgres")
+
+    def fills(columns: FillColumns, runs: list[Any]) -> dict[str, list[Fill]]:
+        return {w: columns.fills(r) for w, r in columns.canonical_rows(runs).items()}
+
+    (arrow_checkpoints, arrow_columns), (row_checkpoints, row_columns) = read[True], read[False]
+    assert arrow_checkpoints == row_checkpoints and set(row_checkpoints) == set(WALLETS)
+    assert fills(*arrow_columns) == fills(*row_columns)
+    assert [f.trade_id for f in fills(*row_columns)[WALLETS[1]] if f.trade_id.startswith("tie")]
+    every = arrow_columns[0].every_fill()
+    assert every == row_columns[0].every_fill()
+    assert all(type(f.size) is float and type(f.timestamp) is int for f in every)
+
+
+def test_a_shard_whose_arrow_read_fails_is_read_again_on_the_row_path(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _setup(database_url, _history())
+    expected = _full(database_url, DAY2)
+
+    def broken(self: ArrowSnapshot, since: Any, as_of: int) -> Any:
+        raise OSError("[SQLite] Type mismatch in column 4")
+
+    monkeypatch.setattr(ArrowSnapshot, "columns_since", broken)
+    with closing(connect(database_url)) as conn, transaction(conn):
+        conn.execute("DELETE FROM wallet_features")
+    result = run_rebuild(database_url, RebuildOptions(DAY2, parallel=False, computed_at=1.0))
+    assert not result.failed_wallets
+    assert result.fallback_shards == ([] if database_url.startswith("postgres") else [0])
+    assert _rows(database_url, DAY2) == expected

@@ -243,4 +243,6 @@ def test_both_reads_give_each_wallet_its_fills_with_their_categories(conn: Conne
         WALLET: expected[WALLET][1:],
         other: expected[other],
     }
-    assert all(type(value) is float for value in [*columns.sizes, *columns.prices])
+    fills = columns.every_fill()
+    assert all(type(f.size) is float and type(f.price) is float for f in fills)
+    assert all(type(f.timestamp) is int for f in fills)
