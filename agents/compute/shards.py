@@ -12,8 +12,10 @@ if it has a trade in the longest window, as the daily rebuild's wallet query sel
 kernel keeps only the trades ≤ as_of and orders them itself, so a row computed from the read up to
 a later day is bit-equal to one computed from a read up to its own day.
 
-Shards run in this process (serial) or in a pool of reader processes, each with its own read-only
-connection; a shard that fails is recomputed here wallet by wallet, a broken pool is replaced.
+Shards run in this process (serial) or in a pool of reader processes. On a SQLite file those read
+their trades as Arrow columns through ADBC (`agents.store.arrow`), with no sqlite3 connection of
+their own; on PostgreSQL each has its own read-only connection. A shard that fails is recomputed
+here wallet by wallet on this process's connection, a broken pool is replaced.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from agents.compute.processes import reader, reader_pool
+from agents.compute.processes import arrow_file, reader, reader_pool
 from agents.core.checkpoint import (
     EMPTY,
     Checkpoint,
@@ -50,6 +52,7 @@ from agents.core.features import (
     feature_date,
 )
 from agents.store import Connection
+from agents.store.arrow import ArrowFile
 from agents.store.checkpoints import checkpoint_row, checkpointed_columns
 
 __all__ = [
@@ -137,15 +140,14 @@ class _Read:
         return self.columns.fills(rows[bisect_right(stamps, after, hi=end) : end])
 
 
-def _read(conn: Connection, job: ShardJob, *, arrow: bool) -> _Read:
+def _read(source: Connection | ArrowFile, job: ShardJob) -> _Read:
     """The shard's valid checkpoints (taken at or before its first as_of) and its wallets'
     trades: from the earlier of the longest window's start and the checkpoint on, or the whole
-    history of a wallet without one. Two queries, whatever the number of wallets; on SQLite as
-    Arrow columns unless `arrow` is False (the fallback: any failure there is not repeated)."""
+    history of a wallet without one. Two queries, whatever the number of wallets."""
     first = job.as_ofs[0]
     window_start = first - max(job.windows) * DAY
     needs = dict.fromkeys(job.wallets, (first, window_start))
-    checkpoints, (columns, runs) = checkpointed_columns(conn, needs, job.as_of, arrow=arrow)
+    checkpoints, (columns, runs) = checkpointed_columns(source, needs, job.as_of)
     rows = columns.canonical_rows(runs)
     return _Read(checkpoints, columns, {w: rows[w] for w in job.wallets if w in rows})
 
@@ -204,16 +206,16 @@ class _CollectorPause:
 _collector_paused = _CollectorPause()
 
 
-def _compute(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
+def _compute(source: Connection | ArrowFile, job: ShardJob, *, fallback: bool) -> ShardResult:
     """Every wallet of the shard at each as_of through the kernel, from its checkpoint (carried
     from one as_of to the next). A fallback skips a wallet that fails; otherwise it raises."""
     with _collector_paused():
-        return _compute_shard(conn, job, fallback=fallback)
+        return _compute_shard(source, job, fallback=fallback)
 
 
-def _compute_shard(conn: Connection, job: ShardJob, *, fallback: bool) -> ShardResult:
+def _compute_shard(source: Connection | ArrowFile, job: ShardJob, *, fallback: bool) -> ShardResult:
     result = ShardResult(job.index, [], 0, fallback=fallback)
-    read = _read(conn, job, arrow=not fallback)
+    read = _read(source, job)
     computed: set[str] = set()
     kernel = _wallet_by_wallet if fallback else _all_at_once
     for as_of, wallet, computation in kernel(job, read):
@@ -281,9 +283,10 @@ def _all_at_once(job: ShardJob, read: _Read) -> Computed:
             yield as_of, wallet, (next(pending[wallet]), lifetime_from(after), after)
 
 
-def compute_shard(conn: Connection, job: ShardJob) -> ShardResult:
-    """Every wallet of the shard through the kernel; raises on any failure."""
-    return _compute(conn, job, fallback=False)
+def compute_shard(source: Connection | ArrowFile, job: ShardJob) -> ShardResult:
+    """Every wallet of the shard through the kernel, read on a connection or from a SQLite file
+    through ADBC (in a process that has no sqlite3 connection); raises on any failure."""
+    return _compute(source, job, fallback=False)
 
 
 def _compute_shard_per_wallet(conn: Connection, job: ShardJob) -> ShardResult:
@@ -309,8 +312,9 @@ def _serial(conn: Connection, job: ShardJob) -> ShardResult:
 
 
 def worker_shard(job: ShardJob) -> ShardResult:
-    """The computation in a reader process, on its own connection."""
-    return compute_shard(reader(), job)
+    """The computation in a reader process: on a SQLite file as Arrow columns, else on its own
+    connection."""
+    return compute_shard(arrow_file() or reader(), job)
 
 
 ShardFunction = Callable[[ShardJob], ShardResult]
@@ -343,8 +347,9 @@ def _parallel(
                 done(_serial(conn, pending.popleft()))
             return
         pool = reader_pool(
-            pool_options.database, pool_options.busy_timeout_ms, min(workers, len(pending))
-        )
+            pool_options.database, pool_options.busy_timeout_ms, min(workers, len(pending)),
+            arrow=True,
+        )  # fmt: skip
         broken = False
         in_flight: dict[Future[ShardResult], ShardJob] = {}
         try:

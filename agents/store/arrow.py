@@ -7,6 +7,11 @@ become the kernel's numpy columns as they are; Python objects are made only for 
 need a Fill. Its own connection, read-only, runs the row path's queries (`agents.store.
 checkpoints`) in one snapshot, so the checkpoints and the trades are of one state there too.
 
+ADBC's SQLite is a copy of SQLite of its own, beside the one of the sqlite3 module. Two copies must
+never have the same file open in one process: closing the file in one drops the locks the other
+holds on it (SQLite's "How To Corrupt", §2.2.1). Only the rebuild's reader processes read this
+way, and they open no sqlite3 connection (`agents.compute.processes`).
+
 Each column's type comes from its first values; every column read here is NOT NULL in the schema
 except a checkpoint's trade times, which are set for any wallet with a trade. A value of another
 type fails the read, and the shard's fallback reads it again on the row path.
@@ -15,7 +20,8 @@ type fails the read, and the shard's fallback reads it again on the row path.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
@@ -26,10 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agents.core.columns import FillColumns, Run, encode
-from agents.store.connection import Connection
-from agents.store.dialect import SQLITE
 
-__all__ = ["ArrowSnapshot", "arrow_snapshot"]
+__all__ = ["ArrowFile", "ArrowSnapshot", "arrow_snapshot"]
 
 UNKNOWN_CATEGORY = "unknown"
 
@@ -44,14 +48,12 @@ JOIN trades AS t ON t.proxy_wallet = bounds.value ->> '$.w'
 _CATEGORIES_SQL = "SELECT condition_id, category FROM markets"
 
 
-def _sqlite_file(conn: Connection) -> Path | None:
-    """The file a SQLite connection reads; None for PostgreSQL or an in-memory database."""
-    if conn.dialect is not SQLITE:
-        return None
-    for _, name, file in conn.execute("PRAGMA database_list"):
-        if name == "main" and file:
-            return Path(file)
-    return None
+@dataclass(frozen=True)
+class ArrowFile:
+    """A SQLite file read through ADBC, with the busy timeout of the store's connections."""
+
+    path: Path
+    busy_timeout_ms: int
 
 
 class ArrowSnapshot:
@@ -140,22 +142,13 @@ def _runs(keys: pa.ChunkedArray, wallets: Sequence[str]) -> list[Run]:
     ]
 
 
-def arrow_snapshot(conn: Connection) -> AbstractContextManager[ArrowSnapshot] | None:
-    """A read snapshot of the SQLite file `conn` reads, on a connection of its own with the same
-    busy timeout; None if `conn` is not a SQLite file's."""
-    path = _sqlite_file(conn)
-    if path is None:
-        return None
-    (busy_timeout_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
-    return _snapshot(path, busy_timeout_ms)
-
-
 @contextmanager
-def _snapshot(path: Path, busy_timeout_ms: int) -> Iterator[ArrowSnapshot]:
-    uri = path.resolve().as_uri() + "?mode=ro"
+def arrow_snapshot(file: ArrowFile) -> Iterator[ArrowSnapshot]:
+    """A read-only ADBC connection to `file`, in one read transaction."""
+    uri = file.path.resolve().as_uri() + "?mode=ro"
     connection = adbc_driver_sqlite.dbapi.connect(uri, autocommit=True)
     with closing(connection), closing(connection.cursor()) as cursor:
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(file.busy_timeout_ms)}")
         cursor.execute("BEGIN DEFERRED")  # the first read fixes the snapshot (WAL)
         try:
             yield ArrowSnapshot(cursor)

@@ -17,9 +17,9 @@ import orjson
 from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint
 from agents.core.columns import FillColumns, Run
 from agents.core.features import Fill
-from agents.store.arrow import arrow_snapshot
+from agents.store.arrow import ArrowFile, arrow_snapshot
 from agents.store.connection import Connection, snapshot
-from agents.store.dialect import SQLITE
+from agents.store.dialect import SQLITE, Dialect
 from agents.store.tables import CATEGORIES_SQL, Upsert, fill_columns, wallet_fills
 
 __all__ = [
@@ -69,21 +69,23 @@ def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
     )  # fmt: skip
 
 
-def _checkpoints_sql(conn: Connection) -> str:
+def _checkpoints_sql(dialect: Dialect) -> str:
     return f"""
 SELECT c.proxy_wallet, c.as_of, c.total_trades, c.first_trade_at, c.last_trade_at, c.buy_cost,
        c.realized_pnl, c.open_lots,
        (SELECT count(*) FROM trades AS t
         WHERE t.proxy_wallet = c.proxy_wallet AND t.timestamp <= c.as_of) AS stored
 FROM wallet_checkpoints AS c
-WHERE c.proxy_wallet {conn.dialect.in_wallet_set} AND c.as_of <= ?"""
+WHERE c.proxy_wallet {dialect.in_wallet_set} AND c.as_of <= ?"""
 
 
 def valid_checkpoints(
     conn: Connection, wallets: Sequence[str], as_of: int
 ) -> dict[str, Checkpoint]:
     """The valid checkpoints of `wallets` taken at or before `as_of`, by wallet (one query)."""
-    rows = conn.execute(_checkpoints_sql(conn), (conn.dialect.wallet_set(list(wallets)), as_of))
+    rows = conn.execute(
+        _checkpoints_sql(conn.dialect), (conn.dialect.wallet_set(list(wallets)), as_of)
+    )
     return _valid(rows)
 
 
@@ -169,17 +171,16 @@ def checkpointed_fills(
 
 
 def checkpointed_columns(
-    conn: Connection, needs: Mapping[str, tuple[int, int]], until: int, *, arrow: bool = True
+    source: Connection | ArrowFile, needs: Mapping[str, tuple[int, int]], until: int
 ) -> tuple[dict[str, Checkpoint], tuple[FillColumns, list[Run]]]:
-    """`checkpointed_fills` with the trades as columns (the rebuild's shards): on SQLite read as
-    Arrow columns (`agents.store.arrow`) unless `arrow` is False, on the same rows."""
+    """`checkpointed_fills` with the trades as columns (the rebuild's shards), read on a
+    connection, or from a SQLite file as Arrow columns (`agents.store.arrow`): the same rows."""
     if not needs:
         return {}, (FillColumns.of([]), [])
-    reader = arrow_snapshot(conn) if arrow else None
-    if reader is None:
-        return _checkpointed(conn, needs, until, columns_since)
-    with reader as snapshot_read:
+    if not isinstance(source, ArrowFile):
+        return _checkpointed(source, needs, until, columns_since)
+    with arrow_snapshot(source) as snapshot_read:
         wallets = SQLITE.wallet_set(sorted(needs))
-        stored = _valid(snapshot_read.rows(_checkpoints_sql(conn), (wallets, _latest(needs))))
-        checkpoints, since = _reads_since(needs, stored)
+        rows = snapshot_read.rows(_checkpoints_sql(SQLITE), (wallets, _latest(needs)))
+        checkpoints, since = _reads_since(needs, _valid(rows))
         return checkpoints, snapshot_read.columns_since(since, until)

@@ -8,14 +8,13 @@ import random
 from contextlib import closing
 from typing import Any
 
-import pytest
-
+from agents.compute.processes import arrow_file, reader, reader_pool
 from agents.compute.rebuild import RebuildOptions, run_rebuild
+from agents.compute.shards import ShardJob, ShardResult, worker_shard
 from agents.core.checkpoint import EMPTY, advance
-from agents.core.columns import FillColumns
 from agents.core.features import DAY, Fill
 from agents.store import Connection, connect, migrate, transaction
-from agents.store.arrow import ArrowSnapshot, arrow_snapshot
+from agents.store.arrow import ArrowSnapshot
 from agents.store.checkpoints import (
     CHECKPOINTS,
     checkpoint_row,
@@ -137,43 +136,54 @@ def test_a_checkpoint_keeps_every_bit_through_the_store_and_the_newest_wins(
     ]
 
 
+def _canonical_fills(read: Any) -> tuple[Any, dict[str, list[Fill]]]:
+    checkpoints, (columns, runs) = read
+    return checkpoints, {w: columns.fills(r) for w, r in columns.canonical_rows(runs).items()}
+
+
+def read_in_a_reader_process(needs: Any, until: int) -> Any:
+    """`checkpointed_columns` as a rebuild's reader process reads (importable by them)."""
+    return _canonical_fills(checkpointed_columns(arrow_file() or reader(), needs, until))
+
+
 def test_the_arrow_read_gives_the_rows_read_checkpoints_and_fills(database_url: str) -> None:
     tie = ("tie", WALLETS[1], "m2", "SELL", 0.7, 0.4, DAY2 - 5 * DAY)  # beside one in its second
-    rows = [*_history(), tie, ("tie0", *tie[1:])]
-    _setup(database_url, rows)
+    _setup(database_url, [*_history(), tie, ("tie0", *tie[1:])])
     run_rebuild(database_url, RebuildOptions(DAY1, parallel=False, computed_at=1.0))
     needs = {wallet: (DAY2, DAY2 - 90 * DAY) for wallet in [*WALLETS, "0x" + "f" * 40]}
+    with reader_pool(database_url, 5_000, 1, arrow=True) as pool:
+        arrow = pool.submit(read_in_a_reader_process, needs, DAY2).result()
     with closing(connect(database_url)) as conn:
-        read = {
-            arrow: checkpointed_columns(conn, needs, DAY2, arrow=arrow) for arrow in (True, False)
-        }
-        assert (arrow_snapshot(conn) is None) == database_url.startswith("postgres")
-
-    def fills(columns: FillColumns, runs: list[Any]) -> dict[str, list[Fill]]:
-        return {w: columns.fills(r) for w, r in columns.canonical_rows(runs).items()}
-
-    (arrow_checkpoints, arrow_columns), (row_checkpoints, row_columns) = read[True], read[False]
-    assert arrow_checkpoints == row_checkpoints and set(row_checkpoints) == set(WALLETS)
-    assert fills(*arrow_columns) == fills(*row_columns)
-    assert [f.trade_id for f in fills(*row_columns)[WALLETS[1]] if f.trade_id.startswith("tie")]
-    every = arrow_columns[0].every_fill()
-    assert every == row_columns[0].every_fill()
-    assert all(type(f.size) is float and type(f.timestamp) is int for f in every)
+        rows = _canonical_fills(checkpointed_columns(conn, needs, DAY2))
+    assert arrow == rows and set(rows[0]) == set(WALLETS)
+    assert [f.trade_id for f in rows[1][WALLETS[1]] if f.trade_id.startswith("tie")] == [
+        "tie",
+        "tie0",
+    ]
+    fills = [f for wallet_fills in arrow[1].values() for f in wallet_fills]
+    assert all(type(f.size) is float and type(f.timestamp) is int for f in fills)
 
 
-def test_a_shard_whose_arrow_read_fails_is_read_again_on_the_row_path(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+def arrow_read_fails(job: ShardJob) -> ShardResult:
+    """A reader process whose Arrow read fails, as on a value of an unexpected type."""
+
+    def broken(self: ArrowSnapshot, since: Any, as_of: int) -> Any:
+        raise OSError("[SQLite] Type mismatch in column 4: expected DOUBLE but got TEXT")
+
+    ArrowSnapshot.columns_since = broken  # type: ignore[method-assign]
+    return worker_shard(job)
+
+
+def test_a_shard_whose_arrow_read_fails_is_computed_again_on_the_row_path(
+    database_url: str,
 ) -> None:
     _setup(database_url, _history())
     expected = _full(database_url, DAY2)
-
-    def broken(self: ArrowSnapshot, since: Any, as_of: int) -> Any:
-        raise OSError("[SQLite] Type mismatch in column 4")
-
-    monkeypatch.setattr(ArrowSnapshot, "columns_since", broken)
     with closing(connect(database_url)) as conn, transaction(conn):
         conn.execute("DELETE FROM wallet_features")
-    result = run_rebuild(database_url, RebuildOptions(DAY2, parallel=False, computed_at=1.0))
-    assert not result.failed_wallets
-    assert result.fallback_shards == ([] if database_url.startswith("postgres") else [0])
+    options = RebuildOptions(DAY2, workers=2, shard_wallets=1, computed_at=1.0)
+    result = run_rebuild(database_url, options, shard_function=arrow_read_fails)
+    assert not result.failed_wallets and result.wallets == len(WALLETS)
+    on_sqlite = not database_url.startswith("postgres")
+    assert result.fallback_shards == ([0, 1, 2] if on_sqlite else [])
     assert _rows(database_url, DAY2) == expected
