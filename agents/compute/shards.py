@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.compute.processes import arrow_file, reader, reader_pool
 from agents.core.checkpoint import (
@@ -43,7 +43,6 @@ from agents.core.checkpoint import (
     lifetime_from,
     wallet_features_since,
 )
-from agents.core.columns import FillColumns
 from agents.core.features import (
     DAY,
     Fill,
@@ -54,6 +53,9 @@ from agents.core.features import (
 from agents.store import Connection
 from agents.store.arrow import ArrowFile
 from agents.store.checkpoints import checkpoint_row, checkpointed_columns
+
+if TYPE_CHECKING:
+    from agents.core.columns import FillColumns
 
 __all__ = [
     "SOURCE",

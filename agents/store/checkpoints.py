@@ -10,17 +10,19 @@ count is answered from the (proxy_wallet, timestamp) index alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint
-from agents.core.columns import FillColumns, Run
 from agents.core.features import Fill
 from agents.store.arrow import ArrowFile, arrow_snapshot
 from agents.store.connection import Connection, snapshot
 from agents.store.dialect import SQLITE, Dialect
 from agents.store.tables import CATEGORIES_SQL, Upsert, fill_columns, wallet_fills
+
+if TYPE_CHECKING:
+    from agents.core.columns import FillColumns, Run
 
 __all__ = [
     "CHECKPOINTS",
@@ -176,7 +178,7 @@ def checkpointed_columns(
     """`checkpointed_fills` with the trades as columns (the rebuild's shards), read on a
     connection, or from a SQLite file as Arrow columns (`agents.store.arrow`): the same rows."""
     if not needs:
-        return {}, (FillColumns.of([]), [])
+        return {}, fill_columns([], {})
     if not isinstance(source, ArrowFile):
         return _checkpointed(source, needs, until, columns_since)
     with arrow_snapshot(source) as snapshot_read:

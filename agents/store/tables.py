@@ -10,14 +10,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from agents.core.columns import FillColumns, Run
 from agents.core.features import Fill
 from agents.core.records import FeatureSet, Market, Trade
 from agents.core.rules import Classification
 from agents.store.connection import Connection, transaction
 from agents.store.schema import FEATURE_ROW_KEYS
+
+if TYPE_CHECKING:
+    from agents.core.columns import FillColumns, Run
 
 __all__ = [
     "CLASSIFICATIONS",
@@ -71,6 +73,8 @@ ON CONFLICT (condition_id) DO UPDATE SET category = excluded.category"""
 
 CATEGORIES_SQL = "SELECT condition_id, category FROM markets"
 UNKNOWN_CATEGORY = "unknown"
+
+_new_tuple = tuple.__new__
 
 FEATURES = Upsert(
     "wallet_features",
@@ -181,9 +185,14 @@ def wallet_fills(
     constructor (and looking its category up in a loop) cost more than the query itself (see
     issue 14's profile). The category is looked up in Python, which is faster than a join.
     """
-    columns, runs = fill_columns(rows, category)
-    fills = columns.every_fill()
-    for wallet, start, end in runs:
+    if not rows:
+        return
+    wallets, trade_ids, markets, sides, sizes, prices, stamps = zip(*rows, strict=True)
+    categories = map(category.get, markets, itertools.repeat(UNKNOWN_CATEGORY))
+    columns = zip(trade_ids, markets, sides, sizes, prices, stamps, categories, strict=True)
+    # `tuple.__new__` over the columns: no Python code per row (Fill is a NamedTuple).
+    fills = list(map(_new_tuple, itertools.repeat(Fill), columns))
+    for wallet, start, end in wallet_runs(wallets):
         yield wallet, fills[start:end]
 
 
@@ -192,6 +201,8 @@ def fill_columns(
 ) -> tuple[FillColumns, list[Run]]:
     """The rows of `wallet_fills` as columns, with the runs of one wallet's rows: the rebuild's
     shard kernel takes them so, without a Fill per row."""
+    from agents.core.columns import FillColumns  # numpy: only where shards are computed
+
     if not rows:
         return FillColumns.of([]), []
     wallets, trade_ids, markets, sides, sizes, prices, stamps = zip(*rows, strict=True)
