@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 
+from agents.store.tables import CATEGORIES_SQL, UNKNOWN_CATEGORY
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ArrowFile", "ArrowSnapshot", "arrow_snapshot"]
 
-UNKNOWN_CATEGORY = "unknown"
-
 # The row path's read (`checkpoints._fills_since_sql`), each row naming its wallet by its place
 # in the parameter's array rather than by the wallet's string.
 _TRADES_SINCE_SQL = """
@@ -48,8 +48,6 @@ SELECT bounds.key, t.trade_id, t.condition_id, t.side, t.size, t.price, t.timest
 FROM json_each(?) AS bounds
 JOIN trades AS t ON t.proxy_wallet = bounds.value ->> '$.w'
     AND t.timestamp BETWEEN bounds.value ->> '$.s' AND ?"""
-
-_CATEGORIES_SQL = "SELECT condition_id, category FROM markets"
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ class ArrowSnapshot:
     ) -> tuple[FillColumns, list[Run]]:
         """Each wallet's trades from its own `since` to `as_of`, as columns with each wallet's run
         of rows: what `checkpoints.columns_since` reads."""
-        category = dict(zip(*self.table(_CATEGORIES_SQL).to_pydict().values(), strict=True))
+        category = dict(zip(*self.table(CATEGORIES_SQL).to_pydict().values(), strict=True))
         bounds = orjson.dumps([{"w": wallet, "s": start} for wallet, start in since]).decode()
         trades = self.table(_TRADES_SINCE_SQL, (bounds, as_of))
         return _columns(trades, category), _runs(trades.column(0), [w for w, _ in since])
