@@ -14,7 +14,6 @@ import argparse
 import os
 import random
 import resource
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -26,32 +25,13 @@ from typing import Any
 import orjson
 
 from bench import Context, Measurement, benchmark
-from bench.dataset import bench_database
+from bench.dataset import bench_database, fresh_copy
 from bench.process import run_measured
 
-__all__ = ["fresh_copy", "naive_rebuild", "rebuild_benchmark"]
+__all__ = ["naive_rebuild", "rebuild_benchmark"]
 
 NAIVE_SAMPLE = 2_000
 NAIVE_SEED = 20_260_213
-
-#: every table a rebuild, the stream or a run writes; only `trades` and `markets` are data
-DERIVED = (
-    "wallet_features", "wallet_classifications", "wallet_traits", "wallets",
-    "wallet_checkpoints", "rebuild_runs", "rebuild_job_runs", "rebuild_job_shards",
-)  # fmt: skip
-
-
-def fresh_copy(source: Path, target: Path) -> Path:
-    """A copy of a bench database without any derived row: no feature, no checkpoint, no run."""
-    shutil.copyfile(source, target)
-    with closing(sqlite3.connect(target)) as conn:
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
-        for table in DERIVED:
-            if table in tables:
-                conn.execute(f"DELETE FROM {table}")
-        conn.commit()
-    return target
-
 
 _WINDOW_SQL = """
 SELECT t.trade_id, t.condition_id, t.side, t.size, t.price, t.timestamp,

@@ -40,9 +40,8 @@ from typing import Any
 import orjson
 
 from bench import Context, Measurement, benchmark
-from bench.dataset import BenchData, bench_database
+from bench.dataset import BenchData, bench_database, copied, fresh_copy
 from bench.process import run_measured
-from bench.rebuild import fresh_copy
 from bench.streaming import Run, broker, ensure_topics, target, workdir
 
 __all__ = ["rebuild_scale_benchmark"]
@@ -86,8 +85,7 @@ def snapshot(source: Path, target_path: Path) -> Path:
     """A copy of a database some rebuild wrote to (its WAL folded in first)."""
     with closing(sqlite3.connect(source)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    shutil.copyfile(source, target_path)
-    return target_path
+    return copied(source, target_path)
 
 
 def command_env(db: Path, **overrides: Any) -> dict[str, str]:

@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import Context, Measurement, benchmark
-from bench.dataset import BenchData, bench_database
+from bench.dataset import BenchData, bench_database, fresh_copy
 from bench.process import _tree_rss, run_measured
 
 __all__ = ["classifier_benchmark", "concurrency_benchmark", "ingest_benchmark"]
@@ -109,16 +109,6 @@ def workdir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def copy_db(source: Path, target: Path) -> Path:
-    """A private copy of the bench database without any derived rows."""
-    shutil.copyfile(source, target)
-    with closing(sqlite3.connect(target)) as conn:
-        for table in ("wallet_features", "wallet_classifications", "wallet_traits", "wallets"):
-            conn.execute(f"DELETE FROM {table}")
-        conn.commit()
-    return target
 
 
 def empty_db(target: Path) -> Path:
@@ -440,7 +430,7 @@ def on_demand_run(
     **overrides: Any,
 ) -> OnDemandResult:  # fmt: skip
     """Publish discoveries as fast as possible; time until every one is accounted for."""
-    run = Run(bootstrap, copy_db(data.path, tmp / f"od-{uuid.uuid4().hex[:6]}.db"))
+    run = Run(bootstrap, fresh_copy(data.path, tmp / f"od-{uuid.uuid4().hex[:6]}.db"))
     settings = ensure_topics(run, **overrides)
     procs = [Worker(run, tmp, **overrides) for _ in range(workers)]
     try:
@@ -592,7 +582,7 @@ def _warm_start(data: BenchData) -> Measurement:
     """A worker that just answered /health 200 gets one discovery: how long until it is stored."""
     wallet = busy_wallets(data, 1)[0]
     with workdir() as tmp, broker(tmp) as bootstrap:
-        run = Run(bootstrap, copy_db(data.path, tmp / "warm.db"))
+        run = Run(bootstrap, fresh_copy(data.path, tmp / "warm.db"))
         settings = ensure_topics(run)
         began = time.monotonic()
         worker = Worker(run, tmp)
@@ -633,7 +623,7 @@ def _wait_healthy(worker: Worker) -> float:
 def _latency_at(data: BenchData, rate: int, seconds: int) -> Measurement:
     wallets = busy_wallets(data, rate * seconds + 1)
     with workdir() as tmp, broker(tmp) as bootstrap:
-        run = Run(bootstrap, copy_db(data.path, tmp / "latency.db"))
+        run = Run(bootstrap, fresh_copy(data.path, tmp / "latency.db"))
         settings = ensure_topics(run)
         worker = Worker(run, tmp)
         try:
@@ -781,7 +771,7 @@ def classifier_benchmark(context: Context) -> list[Measurement]:
     with workdir() as tmp, broker(tmp) as bootstrap:
         for batch_max, name in ((1, "one commit per message"), (None, "batched (default)")):
             overrides = {} if batch_max is None else {"classifier__batch_max": batch_max}
-            run = Run(bootstrap, copy_db(data.path, tmp / f"cls-{batch_max}.db"))
+            run = Run(bootstrap, fresh_copy(data.path, tmp / f"cls-{batch_max}.db"))
             settings = ensure_topics(run, **overrides)
             publish(bootstrap, settings.topics.features, messages)
             worker = Worker(run, tmp, **overrides)
