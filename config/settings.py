@@ -99,6 +99,8 @@ class BrokerSettings(BaseModel):
     heartbeat_interval_s: float = Field(gt=0, le=60)
     rebalance_timeout_s: float = Field(gt=0, le=300)
     request_timeout_s: float = Field(gt=0, le=300)
+    #: a producer's largest batch: at most what the brokers take in one (`message.max.bytes`)
+    producer_batch_bytes: int = Field(ge=16_384, le=1_048_576)
 
     @field_validator("url")
     @classmethod

@@ -90,8 +90,9 @@ def build_app(settings: Settings, bootstrap: str, *, rebuild: bool = True) -> Ap
         # Faust's own consumer reads no topic (each agent has its own, `streams.consumer`): it
         # joins the `<app_id>` group to elect the leader that runs the daily rebuild.
         # No linger: a FeatureSet goes out at once; under load, messages queue behind the request
-        # in flight and go out together anyway.
+        # in flight and go out together anyway, in batches of up to this many bytes.
         producer_linger=0.0,
+        producer_max_batch_size=broker.producer_batch_bytes,
         # Topics are created up front with their partition counts; state lives in SQLite.
         topic_allow_declare=False,
         store="memory://",

@@ -86,8 +86,9 @@ async def started_producer(
         bootstrap_servers=bootstrap,
         client_id=f"{settings.broker.client_id}-{role}",
         # No linger: an event goes out at once; under load, sends queue behind the request in
-        # flight and go out together anyway.
+        # flight and go out together anyway, in batches of up to this many bytes.
         linger_ms=0,
+        max_batch_size=settings.broker.producer_batch_bytes,
         acks="all",
         request_timeout_ms=int(settings.broker.request_timeout_s * 1000),
     )

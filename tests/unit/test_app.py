@@ -1,5 +1,5 @@
-"""The Faust app's own settings: where it keeps files, which interface its web server binds; the
-heap it leaves out of garbage collection once started."""
+"""The Faust app's own settings: where it keeps files, which interface its web server binds, how
+much its producer batches; the heap it leaves out of garbage collection once started."""
 
 from __future__ import annotations
 
@@ -48,3 +48,11 @@ def test_the_startup_heap_is_frozen_and_later_garbage_still_collected() -> None:
         assert after() is None
     finally:
         gc.unfreeze()
+
+
+def test_the_producer_batches_up_to_the_configured_bytes(
+    isolated_env: dict[str, str], loop: asyncio.AbstractEventLoop
+) -> None:
+    env = {**isolated_env, "PERSONAS_BROKER__PRODUCER_BATCH_BYTES": "65536"}
+    app = build_app(load_settings(env=env), "127.0.0.1:9")
+    assert app.conf.producer_max_batch_size == 65_536
