@@ -93,9 +93,11 @@ class FillColumns:
     def fills(self, rows: Sequence[int]) -> list[Fill]:
         """The Fills of these rows, in this order (their values as Python's ints, floats, strs)."""
         at = _indexer(rows)
+        # A run of rows takes its ids as one slice: a column read from Arrow makes them at once.
         trade_ids = self.trade_ids
+        ids = trade_ids[at] if isinstance(at, slice) else [trade_ids[n] for n in rows]
         columns = zip(
-            [trade_ids[n] for n in rows],
+            ids,
             map(self.market_names.__getitem__, self.markets[at].tolist()),
             map(self.side_names.__getitem__, self.sides[at].tolist()),
             self.sizes[at].tolist(),
