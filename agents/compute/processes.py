@@ -13,8 +13,8 @@ checks the worker every second and ends the process once it has disappeared.
 They share the worker's terminal, so Ctrl-C reaches them too; they ignore it, and the worker,
 which finishes its batch in flight first, shuts them down.
 
-The rebuild's processes on a SQLite file read it through ADBC's SQLite (`agents.store.arrow`)
-and open no sqlite3 connection: two copies of SQLite must never have the same file open in one
+The rebuild's processes read the store through ADBC (`agents.store.arrow`), and on a SQLite file
+open no sqlite3 connection: two copies of SQLite must never have the same file open in one
 process, as closing a file in one drops the other's locks on it (SQLite's "How To Corrupt").
 """
 
@@ -28,10 +28,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from agents.store import Connection, is_postgres, open_reader
-from agents.store.arrow import ArrowFile
+from agents.store import Connection, open_reader
+from agents.store.arrow import ArrowStore
 
-__all__ = ["arrow_file", "exit_with", "reader", "reader_pool", "serve"]
+__all__ = ["arrow_store", "exit_with", "reader", "reader_pool", "serve"]
 
 CHECK_INTERVAL_S = 1.0
 
@@ -63,36 +63,36 @@ def serve(worker_pid: int) -> None:
     exit_with(worker_pid)
 
 
-# The pool process's read-only connection (or SQLite file read through ADBC), opened once by
-# the pool's initializer.
-_reader: Connection | ArrowFile | None = None
+# The pool process's read-only connection (or store read through ADBC), set up once by the
+# pool's initializer.
+_reader: Connection | ArrowStore | None = None
 
 
-def _open_reader(path: str, busy_timeout_ms: int, worker_pid: int, arrow: bool) -> None:
+def _open_reader(location: str, busy_timeout_ms: int, worker_pid: int, arrow: bool) -> None:
     global _reader
     serve(worker_pid)
-    if arrow and not is_postgres(path):
-        _reader = ArrowFile(Path(path), busy_timeout_ms)
+    if arrow:
+        _reader = ArrowStore(location, busy_timeout_ms)
     else:
-        _reader = open_reader(path, busy_timeout_ms)
+        _reader = open_reader(location, busy_timeout_ms)
 
 
 def reader() -> Connection:
     """This pool process's read-only connection."""
-    assert _reader is not None and not isinstance(_reader, ArrowFile), "not a reader process"
+    assert _reader is not None and not isinstance(_reader, ArrowStore), "not a reader process"
     return _reader
 
 
-def arrow_file() -> ArrowFile | None:
-    """This pool process's SQLite file, if it reads it through ADBC."""
-    return _reader if isinstance(_reader, ArrowFile) else None
+def arrow_store() -> ArrowStore | None:
+    """This pool process's store, if it reads it through ADBC."""
+    return _reader if isinstance(_reader, ArrowStore) else None
 
 
 def reader_pool(
     database: Path | str, busy_timeout_ms: int, processes: int, *, arrow: bool = False
 ) -> ProcessPoolExecutor:
-    """`processes` reader processes on `database` that end with this process; with `arrow`, on
-    a SQLite file, they read it through ADBC (`agents.store.arrow`) only."""
+    """`processes` reader processes on `database` that end with this process; with `arrow`, they
+    read it through ADBC (`agents.store.arrow`) only."""
     # forkserver: children never fork this (possibly multi-threaded, event-looped) process.
     return ProcessPoolExecutor(
         max_workers=processes,

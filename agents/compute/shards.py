@@ -12,10 +12,10 @@ if it has a trade in the longest window, as the daily rebuild's wallet query sel
 kernel keeps only the trades ≤ as_of and orders them itself, so a row computed from the read up to
 a later day is bit-equal to one computed from a read up to its own day.
 
-Shards run in this process (serial) or in a pool of reader processes. On a SQLite file those read
-their trades as Arrow columns through ADBC (`agents.store.arrow`), with no sqlite3 connection of
-their own; on PostgreSQL each has its own read-only connection. A shard that fails is recomputed
-here wallet by wallet on this process's connection, a broken pool is replaced.
+Shards run in this process (serial) or in a pool of reader processes, which read their trades as
+Arrow columns through ADBC (`agents.store.arrow`), on a SQLite file with no sqlite3 connection of
+their own. A shard that fails is recomputed here wallet by wallet on this process's connection, a
+broken pool is replaced.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.compute.processes import arrow_file, reader, reader_pool
+from agents.compute.processes import arrow_store, reader, reader_pool
 from agents.core.checkpoint import (
     EMPTY,
     Checkpoint,
@@ -51,7 +51,7 @@ from agents.core.features import (
     feature_date,
 )
 from agents.store import Connection
-from agents.store.arrow import ArrowFile
+from agents.store.arrow import ArrowStore
 from agents.store.checkpoints import checkpoint_row, checkpointed_columns
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class _Read:
         return self.columns.fills(rows[bisect_right(stamps, after, hi=end) : end])
 
 
-def _read(source: Connection | ArrowFile, job: ShardJob) -> _Read:
+def _read(source: Connection | ArrowStore, job: ShardJob) -> _Read:
     """The shard's valid checkpoints (taken at or before its first as_of) and its wallets'
     trades: from the earlier of the longest window's start and the checkpoint on, or the whole
     history of a wallet without one. Two queries, whatever the number of wallets."""
@@ -208,14 +208,16 @@ class _CollectorPause:
 _collector_paused = _CollectorPause()
 
 
-def _compute(source: Connection | ArrowFile, job: ShardJob, *, fallback: bool) -> ShardResult:
+def _compute(source: Connection | ArrowStore, job: ShardJob, *, fallback: bool) -> ShardResult:
     """Every wallet of the shard at each as_of through the kernel, from its checkpoint (carried
     from one as_of to the next). A fallback skips a wallet that fails; otherwise it raises."""
     with _collector_paused():
         return _compute_shard(source, job, fallback=fallback)
 
 
-def _compute_shard(source: Connection | ArrowFile, job: ShardJob, *, fallback: bool) -> ShardResult:
+def _compute_shard(
+    source: Connection | ArrowStore, job: ShardJob, *, fallback: bool
+) -> ShardResult:
     result = ShardResult(job.index, [], 0, fallback=fallback)
     read = _read(source, job)
     computed: set[str] = set()
@@ -285,9 +287,9 @@ def _all_at_once(job: ShardJob, read: _Read) -> Computed:
             yield as_of, wallet, (next(pending[wallet]), lifetime_from(after), after)
 
 
-def compute_shard(source: Connection | ArrowFile, job: ShardJob) -> ShardResult:
-    """Every wallet of the shard through the kernel, read on a connection or from a SQLite file
-    through ADBC (in a process that has no sqlite3 connection); raises on any failure."""
+def compute_shard(source: Connection | ArrowStore, job: ShardJob) -> ShardResult:
+    """Every wallet of the shard through the kernel, read on a connection or through ADBC (on a
+    SQLite file, in a process that has no sqlite3 connection); raises on any failure."""
     return _compute(source, job, fallback=False)
 
 
@@ -314,9 +316,9 @@ def _serial(conn: Connection, job: ShardJob) -> ShardResult:
 
 
 def worker_shard(job: ShardJob) -> ShardResult:
-    """The computation in a reader process: on a SQLite file as Arrow columns, else on its own
+    """The computation in a reader process: as Arrow columns if it reads so, else on its own
     connection."""
-    return compute_shard(arrow_file() or reader(), job)
+    return compute_shard(arrow_store() or reader(), job)
 
 
 ShardFunction = Callable[[ShardJob], ShardResult]

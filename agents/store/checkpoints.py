@@ -16,9 +16,9 @@ import orjson
 
 from agents.core.checkpoint import BEFORE_ANY_TRADE, Checkpoint
 from agents.core.features import Fill
-from agents.store.arrow import ArrowFile, arrow_snapshot
+from agents.store.arrow import ArrowStore
 from agents.store.connection import Connection, snapshot
-from agents.store.dialect import SQLITE, Dialect
+from agents.store.dialect import Dialect
 from agents.store.tables import CATEGORIES_SQL, Upsert, fill_columns, wallet_fills
 
 if TYPE_CHECKING:
@@ -173,16 +173,17 @@ def checkpointed_fills(
 
 
 def checkpointed_columns(
-    source: Connection | ArrowFile, needs: Mapping[str, tuple[int, int]], until: int
+    source: Connection | ArrowStore, needs: Mapping[str, tuple[int, int]], until: int
 ) -> tuple[dict[str, Checkpoint], tuple[FillColumns, list[Run]]]:
     """`checkpointed_fills` with the trades as columns (the rebuild's shards), read on a
-    connection, or from a SQLite file as Arrow columns (`agents.store.arrow`): the same rows."""
+    connection, or as Arrow columns through ADBC (`agents.store.arrow`): the same rows."""
     if not needs:
         return {}, fill_columns([], {})
-    if not isinstance(source, ArrowFile):
+    if not isinstance(source, ArrowStore):
         return _checkpointed(source, needs, until, columns_since)
-    with arrow_snapshot(source) as snapshot_read:
-        wallets = SQLITE.wallet_set(sorted(needs))
-        rows = snapshot_read.rows(_checkpoints_sql(SQLITE), (wallets, _latest(needs)))
+    with source.snapshot() as snapshot_read:
+        dialect = snapshot_read.dialect
+        wallets = dialect.wallet_set(sorted(needs))
+        rows = snapshot_read.rows(_checkpoints_sql(dialect), (wallets, _latest(needs)))
         checkpoints, since = _reads_since(needs, _valid(rows))
         return checkpoints, snapshot_read.columns_since(since, until)

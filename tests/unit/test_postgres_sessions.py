@@ -1,6 +1,7 @@
 """PostgreSQL sessions of a hung host: the server ends one idle inside a transaction, its row
 locks go, the worker that took over writes the same rows, and the woken host's error is one the
-retry policy runs its batch again after."""
+retry policy runs its batch again after. The rebuild's Arrow reads run in sessions set up alike,
+and a read after a lost session opens a new one."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+import adbc_driver_manager.dbapi
 import psycopg
 import pytest
 
 from agents.retry import is_transient
 from agents.store import Connection, connect, insert_trade_rows, migrate, postgres, transaction
+from agents.store.arrow import ArrowStore
 from agents.store.postgres import IDLE_IN_TRANSACTION_TIMEOUT
 from agents.store.tables import TRADES
 
@@ -67,3 +70,29 @@ def test_a_session_that_fails_its_settings_is_closed(
     with pytest.raises(psycopg.Error):
         connect(database_url)
     assert len(opened) == 1 and opened[0].closed
+
+
+def _session(store: ArrowStore) -> tuple[Any, ...]:
+    with store.snapshot() as read:
+        [row] = read.rows(
+            "SELECT pg_backend_pid(), current_setting('jit'), "
+            "current_setting('idle_in_transaction_session_timeout'), "
+            "current_setting('transaction_read_only'), current_setting('transaction_isolation')",
+            (),
+        )
+    return row
+
+
+def test_an_arrow_read_after_its_session_was_lost_opens_a_new_one(
+    conn: Connection, database_url: str
+) -> None:
+    store = ArrowStore(database_url, 5_000)
+    pid, *settings = _session(store)
+    assert settings == ["off", IDLE_IN_TRANSACTION_TIMEOUT, "on", "repeatable read"]
+    assert _session(store)[0] == pid  # one session, kept between snapshots
+    conn.execute("SELECT pg_terminate_backend(?)", (pid,))
+    with pytest.raises(adbc_driver_manager.dbapi.Error), store.snapshot() as read:
+        read.rows("SELECT 1", ())
+    new_pid, *_ = _session(store)
+    assert new_pid != pid
+    store.close()

@@ -1,6 +1,6 @@
 """The rebuild from stored checkpoints (issue 14), on both stores: the rows of a full
 recomputation to the last bit, a late trade sends its wallet back to a full read, a checkpoint
-keeps every bit through the store, and SQLite's Arrow read gives what the row read gives."""
+keeps every bit through the store, and the Arrow read gives what the row read gives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 from contextlib import closing
 from typing import Any
 
-from agents.compute.processes import arrow_file, reader, reader_pool
+from agents.compute.processes import arrow_store, reader, reader_pool
 from agents.compute.rebuild import RebuildOptions, run_rebuild
 from agents.compute.shards import ShardJob, ShardResult, worker_shard
 from agents.core.checkpoint import EMPTY, advance
@@ -143,7 +143,7 @@ def _canonical_fills(read: Any) -> tuple[Any, dict[str, list[Fill]]]:
 
 def read_in_a_reader_process(needs: Any, until: int) -> Any:
     """`checkpointed_columns` as a rebuild's reader process reads (importable by them)."""
-    return _canonical_fills(checkpointed_columns(arrow_file() or reader(), needs, until))
+    return _canonical_fills(checkpointed_columns(arrow_store() or reader(), needs, until))
 
 
 def test_the_arrow_read_gives_the_rows_read_checkpoints_and_fills(database_url: str) -> None:
@@ -168,7 +168,7 @@ def arrow_read_fails(job: ShardJob) -> ShardResult:
     """A reader process whose Arrow read fails, as on a value of an unexpected type."""
 
     def broken(self: ArrowSnapshot, since: Any, as_of: int) -> Any:
-        raise OSError("[SQLite] Type mismatch in column 4: expected DOUBLE but got TEXT")
+        raise OSError("Type mismatch in column 4: expected DOUBLE but got TEXT")
 
     ArrowSnapshot.columns_since = broken  # type: ignore[method-assign]
     return worker_shard(job)
@@ -184,6 +184,5 @@ def test_a_shard_whose_arrow_read_fails_is_computed_again_on_the_row_path(
     options = RebuildOptions(DAY2, workers=2, shard_wallets=1, computed_at=1.0)
     result = run_rebuild(database_url, options, shard_function=arrow_read_fails)
     assert not result.failed_wallets and result.wallets == len(WALLETS)
-    on_sqlite = not database_url.startswith("postgres")
-    assert result.fallback_shards == ([0, 1, 2] if on_sqlite else [])
+    assert result.fallback_shards == [0, 1, 2]
     assert _rows(database_url, DAY2) == expected
