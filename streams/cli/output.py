@@ -108,7 +108,11 @@ def open_existing(settings: Settings) -> Connection:
     says which commands migrate it.
     """
     conn = open_reader(require_database(settings), settings.database.busy_timeout_ms)
-    version = conn.schema_version()
+    try:
+        version = conn.schema_version()
+    except BaseException:
+        conn.close()
+        raise
     if version == SCHEMA_VERSION:
         return conn
     conn.close()
