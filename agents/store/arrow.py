@@ -23,7 +23,6 @@ opens a new one only after a read failed.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
@@ -67,13 +66,11 @@ ADBC_POSTGRES = dataclasses.replace(
     in_wallet_set="IN (SELECT jsonb_array_elements_text(?::jsonb))",
 )
 
-_MARK = re.compile(r"\?")
-
 
 def _numbered(sql: str) -> str:
     """`?` placeholders as PostgreSQL's `$1`, `$2`, …"""
-    numbers = iter(range(1, sql.count("?") + 1))
-    return _MARK.sub(lambda _: f"${next(numbers)}", sql)
+    first, *rest = sql.split("?")
+    return first + "".join(f"${n}{part}" for n, part in enumerate(rest, start=1))
 
 
 class ArrowSnapshot:
@@ -140,8 +137,9 @@ def _columns(trades: pa.Table, category: dict[str, str]) -> FillColumns:
 
 
 class _Strings(Sequence[str]):
-    """A column of strings made Python strings one at a time: a shard needs the trade ids of
-    only the rows it makes Fills of (its trades since the checkpoints, a few ties)."""
+    """A column of strings made Python strings only when asked for, one or a slice at a time: a
+    shard needs the trade ids of only the rows it makes Fills of (its trades since the
+    checkpoints, a few ties)."""
 
     def __init__(self, column: pa.ChunkedArray) -> None:
         self._array = column.combine_chunks()
@@ -242,12 +240,12 @@ def _close_quietly(handle: Any) -> None:
 def _connect_postgres(url: str) -> Any:
     import adbc_driver_postgresql.dbapi
 
-    from agents.store.postgres import SESSION_SETTINGS
+    from agents.store.postgres import READ_ONLY_SESSION, SESSION_SETTINGS
 
     connection = adbc_driver_postgresql.dbapi.connect(url, autocommit=True)
     try:
         with closing(connection.cursor()) as cursor:
-            for setting in (*SESSION_SETTINGS, "SET default_transaction_read_only = on"):
+            for setting in (*SESSION_SETTINGS, READ_ONLY_SESSION):
                 cursor.execute(setting)
     except BaseException:
         connection.close()

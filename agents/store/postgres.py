@@ -59,6 +59,8 @@ SESSION_SETTINGS = (
     "SET work_mem = '64MB'",
     f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'",
 )
+#: for the readers: on top of the settings above
+READ_ONLY_SESSION = "SET default_transaction_read_only = on"
 
 
 def is_connection_lost(exc: BaseException) -> bool:
@@ -116,7 +118,7 @@ def _connect(url: str, read_only: bool) -> psycopg.Connection[Any]:
         for setting in SESSION_SETTINGS:
             conn.execute(setting)
         if read_only:
-            conn.execute("SET default_transaction_read_only = on")
+            conn.execute(READ_ONLY_SESSION)
     except BaseException:
         conn.close()  # a session the server ended as it started is not left to the collector
         raise
